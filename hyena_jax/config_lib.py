@@ -1,0 +1,126 @@
+"""The base ConfigDict every config in configs/ starts from, and its validation.
+
+Validation runs before any compilation: a bad config costs one line, not a traceback
+after minutes of tracing.
+"""
+
+import ml_collections
+
+
+class ConfigError(ValueError):
+  """A config that cannot run. The message is one line naming the field."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0                       # Seeds init, dropout and the synthetic data stream.
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = 'recall'           # Dataset registry key (hyena_jax.data.DATASETS).
+  c.data.seq_len = 64              # Tokens per training sequence (model input length).
+  c.data.vocab_size = 30           # Recall: number of key + value tokens (the paper's "vocab").
+  c.data.num_eval = 1024           # Held-out examples (fixed set, never trained on).
+  c.data.eval_seed = 1234          # Seed of the held-out set (independent of c.seed).
+
+  m = c.model = ml_collections.ConfigDict()
+  m.mixer = 'hyena'                # Sequence mixer: one of hyena_jax.models.MIXERS.
+  m.vocab_size = c.data.get_ref('vocab_size') + 1  # Recall adds one query-marker token.
+  m.pad_vocab_to = 8               # Embedding rows padded to a multiple of this (safari).
+  m.d_model = 64
+  m.n_layer = 2
+  m.d_inner = 256                  # MLP width.
+  m.l_max = c.data.get_ref('seq_len')  # Longest sequence the filters are built for.
+  m.embed_dropout = 0.1
+  m.resid_dropout = 0.0
+  m.layer_norm_eps = 1e-5
+  m.dtype = 'float32'              # Activation/matmul dtype; params and FFTs stay float32.
+  h = m.hyena = ml_collections.ConfigDict()
+  h.order = 2                      # N: N+1 projections, N-1 long convolutions (safari).
+  h.filter_order = 64              # Width F of the filter MLP.
+  h.emb_dim = 3                    # Positional features: 1 + 2*bands; odd, >= 3.
+  h.num_inner_mlps = 2
+  h.w = 1.0                        # Initial frequency of the shared sine activation.
+  h.learn_pos_emb = False          # Train z (own lr, no weight decay) or keep it frozen.
+  h.modulate = True
+  h.fast_decay_pct = 0.3
+  h.slow_decay_pct = 1.5
+  h.decay_target = 1e-2
+  h.decay_shift = 0.0
+  h.short_filter_order = 3
+  h.dropout = 0.0                  # Dropout on the gated signal before each long conv.
+  h.fft_size = ml_collections.config_dict.placeholder(int)  # None: 2L.
+
+  o = c.optim = ml_collections.ConfigDict()
+  o.lr = 5e-4
+  o.warmup_steps = 100
+  o.min_lr_ratio = 0.1             # Cosine decays to lr * min_lr_ratio.
+  o.weight_decay = 0.1             # Applied to dense/conv kernels only.
+  o.b1 = 0.9
+  o.b2 = 0.999
+  o.eps = 1e-8
+  o.grad_clip = 1.0                # Global-norm clipping; 0 disables.
+  o.filter_lr = ml_collections.config_dict.placeholder(float)   # Filter MLP + omega; None: lr.
+  o.filter_weight_decay = 0.0
+  o.pos_emb_lr = ml_collections.config_dict.placeholder(float)  # z when learned; None: lr.
+
+  t = c.train = ml_collections.ConfigDict()
+  t.global_batch_size = 32         # Summed over all devices; must divide evenly.
+  t.num_steps = 1000
+  t.eval_every_steps = 200
+  t.checkpoint_every_steps = 200
+  t.keep_checkpoints = 3
+  t.log_every_secs = 5.0           # Progress line period.
+  t.metrics_every_steps = 1        # metrics.jsonl granularity (per-step losses for resume checks).
+  t.stop_at_eval_accuracy = ml_collections.config_dict.placeholder(float)  # Early stop.
+  t.inject_nan_at_step = -1        # Testing aid: poison the loss at this step.
+  return c
+
+
+def _check(ok: bool, msg: str):
+  if not ok:
+    raise ConfigError(msg)
+
+
+def validate(c: ml_collections.ConfigDict, device_count: int = 1) -> None:
+  """Raise ConfigError naming the first problem found."""
+  from hyena_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from hyena_jax.models import MIXERS  # pylint: disable=g-import-not-at-top
+  m, h, o, t = c.model, c.model.hyena, c.optim, c.train
+  _check(m.mixer in MIXERS, f'model.mixer={m.mixer!r} is unknown; choose from {sorted(MIXERS)}')
+  _check(c.data.name in data_lib.DATASETS,
+         f'data.name={c.data.name!r} is unknown; choose from {sorted(data_lib.DATASETS)}')
+  for name in ('d_model', 'n_layer', 'd_inner', 'l_max', 'vocab_size', 'pad_vocab_to'):
+    _check(m[name] > 0, f'model.{name}={m[name]} must be positive')
+  _check(c.data.seq_len > 0, f'data.seq_len={c.data.seq_len} must be positive')
+  _check(c.data.seq_len <= m.l_max,
+         f'data.seq_len={c.data.seq_len} exceeds model.l_max={m.l_max}')
+  _check(m.dtype in ('float32', 'bfloat16', 'float16'),
+         f'model.dtype={m.dtype!r} must be float32, bfloat16 or float16')
+  for name in ('embed_dropout', 'resid_dropout'):
+    _check(0.0 <= m[name] < 1.0, f'model.{name}={m[name]} must be in [0, 1)')
+  if m.mixer == 'hyena':
+    _check(h.order >= 2, f'model.hyena.order={h.order} must be >= 2')
+    _check(h.emb_dim >= 3 and h.emb_dim % 2 == 1,
+           f'model.hyena.emb_dim={h.emb_dim} must be odd and >= 3 (time, cos, sin bands)')
+    _check(h.filter_order > 0, f'model.hyena.filter_order={h.filter_order} must be positive')
+    _check(h.short_filter_order >= 1,
+           f'model.hyena.short_filter_order={h.short_filter_order} must be >= 1')
+    _check(0.0 <= h.dropout < 1.0, f'model.hyena.dropout={h.dropout} must be in [0, 1)')
+    _check(h.fft_size is None or h.fft_size >= 2 * c.data.seq_len - 1,
+           f'model.hyena.fft_size={h.fft_size} must be >= 2*seq_len-1 = {2 * c.data.seq_len - 1}')
+  _check(o.lr > 0, f'optim.lr={o.lr} must be positive')
+  for name in ('filter_lr', 'pos_emb_lr'):
+    _check(o[name] is None or o[name] > 0, f'optim.{name}={o[name]} must be positive or None')
+  _check(o.warmup_steps >= 0, f'optim.warmup_steps={o.warmup_steps} must be >= 0')
+  _check(0.0 <= o.min_lr_ratio <= 1.0, f'optim.min_lr_ratio={o.min_lr_ratio} must be in [0, 1]')
+  _check(o.weight_decay >= 0, f'optim.weight_decay={o.weight_decay} must be >= 0')
+  _check(o.grad_clip >= 0, f'optim.grad_clip={o.grad_clip} must be >= 0 (0 disables)')
+  _check(t.num_steps > 0, f'train.num_steps={t.num_steps} must be positive')
+  _check(t.global_batch_size > 0, f'train.global_batch_size={t.global_batch_size} must be positive')
+  _check(t.global_batch_size % device_count == 0,
+         f'train.global_batch_size={t.global_batch_size} is not divisible by the '
+         f'{device_count} devices')
+  for name in ('eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
+               'metrics_every_steps'):
+    _check(t[name] > 0, f'train.{name}={t[name]} must be positive')
+  data_lib.DATASETS[c.data.name].validate(c, device_count)

@@ -1,0 +1,4 @@
+"""Flax NNX modules: parameter containers that call hyena_jax.ops."""
+
+from hyena_jax.models.hyena import HyenaFilter, HyenaOperator
+from hyena_jax.models.lm import LM, MIXERS, padded_vocab

@@ -1,0 +1,101 @@
+"""Hyena operator (safari semantics) as an NNX parameter container over hyena_jax.ops."""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from hyena_jax import ops
+
+normal = nnx.initializers.normal
+_features = functools.lru_cache(maxsize=16)(ops.positional_features)
+
+
+def dense(d_in: int, d_out: int, rngs: nnx.Rngs, *, std: float = 0.02, use_bias: bool = True,
+          dtype=None) -> nnx.Linear:
+  """safari's `_init_weights`: every nn.Linear is N(0, std) with a zero bias."""
+  return nnx.Linear(d_in, d_out, use_bias=use_bias, kernel_init=normal(std), dtype=dtype,
+                    rngs=rngs)
+
+
+class HyenaFilter(nnx.Module):
+  """Implicit filter: positional features -> sine MLP -> exponential decay window.
+
+  Produces C = (order-1)*D channels in safari's '(v o)' layout: channel c = d*(order-1) + o
+  belongs to filter o of model channel d. Keeping that layout makes safari weights load
+  as plain copies.
+  """
+
+  def __init__(self, channels: int, *, l_max: int, emb_dim: int = 3, filter_order: int = 64,
+               num_inner_mlps: int = 2, w: float = 1.0, learn_pos_emb: bool = False,
+               modulate: bool = True, fast_decay_pct: float = 0.3, slow_decay_pct: float = 1.5,
+               target: float = 1e-2, shift: float = 0.0, rngs: nnx.Rngs):
+    self.l_max, self.emb_dim, self.modulate, self.shift = l_max, emb_dim, modulate, shift
+    self.decay_args = (channels, fast_decay_pct, slow_decay_pct, target)
+    # A frozen z is a compile-time constant (not state), so the parameter count is what trains.
+    z_LxE, _ = _features(l_max, emb_dim)
+    self.z = nnx.Param(jnp.asarray(z_LxE)) if learn_pos_emb else None
+    widths = [emb_dim] + [filter_order] * (num_inner_mlps + 1)
+    self.mlp = nnx.List([dense(a, b, rngs) for a, b in zip(widths[:-1], widths[1:])])
+    self.mlp_out = dense(filter_order, channels, rngs, use_bias=False)
+    # One omega shared by every sine layer (safari reuses a single Sin module).
+    self.omega = nnx.Param(jnp.full((filter_order,), w, jnp.float32))
+    self.bias = nnx.Param(normal(1.0)(rngs.params(), (channels,), jnp.float32))
+
+  def __call__(self, L: int) -> jax.Array:
+    """The first L taps of every filter, h_LxC (float32)."""
+    if L > self.l_max:
+      raise ValueError(f'sequence length {L} exceeds the filter l_max {self.l_max}')
+    z_const, t_Lx1 = _features(self.l_max, self.emb_dim)
+    z_LxE = (self.z[...] if self.z is not None else jnp.asarray(z_const))[:L]
+    kernels = [layer.kernel[...] for layer in self.mlp] + [self.mlp_out.kernel[...]]
+    biases = [layer.bias[...] for layer in self.mlp] + [None]
+    h_LxC = ops.sine_mlp(z_LxE, kernels, biases, self.omega[...])
+    if self.modulate:
+      h_LxC = ops.modulate(h_LxC, jnp.asarray(t_Lx1[:L]),
+                           jnp.asarray(ops.decay_rates(*self.decay_args)), self.shift)
+    return h_LxC
+
+
+class HyenaOperator(nnx.Module):
+  """y = out_proj(x_0 * (h * (x_1 * v) + B * (x_1 * v))) for order 2; safari order-N recurrence."""
+
+  def __init__(self, d_model: int, cfg: ml_collections.ConfigDict, *, n_layer: int = 1,
+               rngs: nnx.Rngs):
+    h = cfg.hyena
+    self.d_model, self.order, self.l_max = d_model, h.order, cfg.l_max
+    self.dropout_rate, self.fft_size = h.dropout, h.get('fft_size', None)
+    width = (h.order + 1) * d_model
+    dtype = jnp.dtype(cfg.dtype)
+    self.in_proj = dense(d_model, width, rngs, dtype=dtype)
+    # PyTorch Conv1d default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = K (depthwise).
+    bound = 1.0 / math.sqrt(h.short_filter_order)
+    uniform = lambda shape: jax.random.uniform(rngs.params(), shape, jnp.float32, -bound, bound)
+    self.short_kernel = nnx.Param(uniform((h.short_filter_order, width)))
+    self.short_bias = nnx.Param(uniform((width,)))
+    self.filter = HyenaFilter(
+        (h.order - 1) * d_model, l_max=cfg.l_max, emb_dim=h.emb_dim,
+        filter_order=h.filter_order, num_inner_mlps=h.num_inner_mlps, w=h.w,
+        learn_pos_emb=h.learn_pos_emb, modulate=h.modulate, fast_decay_pct=h.fast_decay_pct,
+        slow_decay_pct=h.slow_decay_pct, target=h.decay_target, shift=h.decay_shift, rngs=rngs)
+    self.out_proj = dense(d_model, d_model, rngs, std=0.02 / math.sqrt(2 * n_layer), dtype=dtype)
+
+  def __call__(self, u_BxLxD: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+    B, L, D = u_BxLxD.shape
+    if L > self.l_max:
+      raise ValueError(f'sequence length {L} exceeds l_max {self.l_max} (safari would silently '
+                       'truncate; raise model.l_max instead)')
+    N = self.order
+    z_BxLxW = ops.causal_depthwise_conv(self.in_proj(u_BxLxD), self.short_kernel[...],
+                                        self.short_bias[...])
+    *xs, v_BxLxD = jnp.split(z_BxLxW, N + 1, axis=-1)
+    h_LxDxO = self.filter(L).reshape(L, D, N - 1)
+    skip_DxO = self.filter.bias[...].reshape(D, N - 1)
+    keys = [None] * (N - 1) if key is None else list(jax.random.split(key, N - 1))
+    for o, x_gate in enumerate(reversed(xs[1:])):
+      v_BxLxD = ops.dropout(v_BxLxD * x_gate, self.dropout_rate, keys[o])
+      v_BxLxD = ops.fftconv(v_BxLxD, h_LxDxO[..., o], skip_DxO[:, o], fft_size=self.fft_size)
+    return self.out_proj(v_BxLxD * xs[0])

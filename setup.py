@@ -1,0 +1,30 @@
+"""hyena_jax: Hyena, L2T-Hyena, Longhorn and Scavenging Hyena in JAX/Flax NNX."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name='hyena_jax',
+    version='0.1.0',
+    description='Long-convolution and state-space language models in JAX/Flax NNX',
+    packages=find_packages(include=['hyena_jax', 'hyena_jax.*']),
+    python_requires='>=3.10',
+    install_requires=[
+        'jax>=0.10',
+        'flax>=0.12.8',
+        'optax>=0.2.8',
+        'chex>=0.1.92',
+        'orbax-checkpoint>=0.12',
+        'tensorflow-datasets>=4.9.10',
+        'ml-collections>=1.1',
+        'absl-py>=2.1',
+        'grain>=0.2.18',
+        'numpy>=2.0',
+        'safetensors>=0.4',
+        'tensorboardX>=2.6',
+    ],
+    extras_require={
+        'test': ['pytest>=8', 'pytest-xdist>=3'],
+        # Loading safari checkpoints saved as torch files (weights_only=True).
+        'torch': ['torch'],
+    },
+)
