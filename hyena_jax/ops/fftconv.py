@@ -27,9 +27,9 @@ def fftconv(u_BxLxC: jax.Array, h_LxC: jax.Array, skip_C: jax.Array | None = Non
   u32_BxLxC = u_BxLxC.astype(jnp.float32)
   uf_BxFxC = jnp.fft.rfft(u32_BxLxC, n=n, axis=1)
   hf_FxC = jnp.fft.rfft(h_LxC.astype(jnp.float32), n=n, axis=0)
-  y_BxLxC = jnp.fft.irfft(uf_BxFxC * hf_FxC, n=n, axis=1)[:, :L]
+  y_BxLxC = jnp.fft.irfft(uf_BxFxC * hf_FxC[None], n=n, axis=1)[:, :L]
   if skip_C is not None:
-    y_BxLxC = y_BxLxC + u32_BxLxC * skip_C.astype(jnp.float32)
+    y_BxLxC = y_BxLxC + u32_BxLxC * skip_C.astype(jnp.float32)[None, None]
   return y_BxLxC.astype(u_BxLxC.dtype)
 
 
@@ -46,5 +46,5 @@ def direct_causal_conv(u_BxLxC: jax.Array, h_LxC: jax.Array,
   y = jnp.einsum('tsc,bsc->btc', toeplitz_LxLxC, u32,
                  precision=jax.lax.Precision.HIGHEST)
   if skip_C is not None:
-    y = y + u32 * skip_C.astype(jnp.float32)
+    y = y + u32 * skip_C.astype(jnp.float32)[None, None]
   return y.astype(u_BxLxC.dtype)

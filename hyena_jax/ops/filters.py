@@ -41,13 +41,13 @@ def sine_mlp(z_LxE: jax.Array, kernels: Sequence[jax.Array], biases: Sequence[ja
   for i, (w, b) in enumerate(zip(kernels, biases)):
     x = x @ w
     if b is not None:
-      x = x + b
+      x = x + b[None]
     if i < len(kernels) - 1:
-      x = jnp.sin(omega_F * x)
+      x = jnp.sin(omega_F[None] * x)
   return x
 
 
 def modulate(h_LxC: jax.Array, t_Lx1: jax.Array, decay_C: jax.Array, shift: float = 0.0
              ) -> jax.Array:
   """Exponential decay window h(t) * (exp(-t |delta|) + shift)."""
-  return h_LxC * (jnp.exp(-t_Lx1 * decay_C) + shift)
+  return h_LxC * (jnp.exp(-t_Lx1 * decay_C[None]) + shift)

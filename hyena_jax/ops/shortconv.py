@@ -15,9 +15,9 @@ def causal_depthwise_conv(x_BxLxC: jax.Array, w_KxC: jax.Array, b_C: jax.Array |
   K, L = w_KxC.shape[0], x_BxLxC.shape[1]
   xp = jnp.pad(x_BxLxC, ((0, 0), (K - 1, 0), (0, 0)))
   w = w_KxC.astype(x_BxLxC.dtype)
-  y = xp[:, K - 1:K - 1 + L] * w[K - 1]
+  y = xp[:, K - 1:K - 1 + L] * w[K - 1][None, None]
   for k in range(K - 1):
-    y = y + xp[:, k:k + L] * w[k]
+    y = y + xp[:, k:k + L] * w[k][None, None]
   if b_C is not None:
-    y = y + b_C.astype(x_BxLxC.dtype)
+    y = y + b_C.astype(x_BxLxC.dtype)[None, None]
   return y

@@ -1,0 +1,108 @@
+"""Bad configs fail fast with one line naming the field, in-process and through the CLI."""
+
+import importlib.util
+import time
+
+import pytest
+
+import helpers
+from hyena_jax import config_lib
+
+
+def default_config():
+  spec = importlib.util.spec_from_file_location('default_config',
+                                                helpers.REPO / helpers.DEFAULT_CONFIG)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def _seq_len_over_l_max(c):
+  c.model.l_max = 32  # Breaks the l_max -> data.seq_len reference.
+  c.data.seq_len = 64
+
+
+def _set(path, value):
+  def apply(c):
+    *parents, leaf = path.split('.')
+    node = c
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return apply
+
+
+BAD = {
+    'seq_len_over_l_max': (_seq_len_over_l_max, 'data.seq_len'),
+    'even_emb_dim': (_set('model.hyena.emb_dim', 4), 'model.hyena.emb_dim'),
+    'emb_dim_below_3': (_set('model.hyena.emb_dim', 1), 'model.hyena.emb_dim'),
+    'unknown_mixer': (_set('model.mixer', 'no_such_mixer'), 'model.mixer'),
+    'unknown_data_name': (_set('data.name', 'no_such_dataset'), 'data.name'),
+    'zero_lr': (_set('optim.lr', 0.0), 'optim.lr'),
+    'negative_lr': (_set('optim.lr', -1e-3), 'optim.lr'),
+    'zero_num_steps': (_set('train.num_steps', 0), 'train.num_steps'),
+    'negative_num_steps': (_set('train.num_steps', -5), 'train.num_steps'),
+    'recall_odd_seq_len': (_set('data.seq_len', 63), 'data.seq_len'),
+}
+
+
+def test_default_config_is_valid():
+  config_lib.validate(default_config(), device_count=1)
+  config_lib.validate(default_config(), device_count=8)
+
+
+@pytest.mark.parametrize('name', sorted(BAD))
+def test_bad_config_raises_one_line_naming_the_field(name):
+  mutate, field = BAD[name]
+  c = default_config()
+  mutate(c)
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.validate(c, device_count=1)
+  msg = str(e.value)
+  assert '\n' not in msg and msg.strip() == msg and msg, repr(msg)
+  assert f'{field}=' in msg, msg
+
+
+def test_global_batch_not_divisible_by_device_count():
+  c = default_config()
+  assert c.train.global_batch_size % 3 != 0
+  config_lib.validate(c, device_count=2)
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.validate(c, device_count=3)
+  msg = str(e.value)
+  assert '\n' not in msg and 'train.global_batch_size=' in msg and '3' in msg, msg
+
+
+def test_recall_odd_seq_len_is_the_only_problem():
+  # l_max follows seq_len, so the only failing check is recall's even-length requirement.
+  c = default_config()
+  c.data.seq_len = 63
+  assert c.model.l_max == 63
+  with pytest.raises(config_lib.ConfigError, match=r'^data\.seq_len=63 .*recall'):
+    config_lib.validate(c)
+
+
+def test_cli_bad_override_exits_2_with_one_line_before_compiling(tmp_path):
+  workdir = tmp_path / 'wd'
+  start = time.time()
+  res = helpers.run_cli(workdir, *helpers.TINY, '--config.model.hyena.emb_dim=4', timeout=300)
+  elapsed = time.time() - start
+  assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+  lines = helpers.error_lines(res.stderr)
+  assert len(lines) == 1, res.stderr[-3000:]
+  assert lines[0].startswith('hyena_jax: error: ') and 'model.hyena.emb_dim=4' in lines[0]
+  assert res.stdout == ''  # Not even the header: nothing was built, traced or compiled.
+  assert not workdir.exists()  # No config.json, metrics or checkpoints written.
+  assert elapsed < 120, elapsed  # Generous (shared CPU); a compile would show in stderr too.
+
+
+def test_cli_bad_override_logs_no_compilation(tmp_path):
+  """With JAX's compile logging on, any compilation before the error would add stderr lines."""
+  workdir = tmp_path / 'wd'
+  env_flag = ('--jax_log_compiles',)
+  res = helpers.run_cli(workdir, *helpers.TINY, '--config.train.num_steps=0', flags=env_flag,
+                        timeout=300)
+  assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+  lines = helpers.error_lines(res.stderr)
+  assert lines == [lines[0]] and lines[0].startswith('hyena_jax: error: train.num_steps=0'), (
+      res.stderr[-3000:])
