@@ -29,7 +29,9 @@ def base_config() -> ml_collections.ConfigDict:
   m.d_model = 64
   m.n_layer = 2
   m.d_inner = 256                  # MLP width.
-  m.l_max = c.data.get_ref('seq_len')  # Longest sequence the filters are built for.
+  # Longest sequence the filters are built for. A derived reference (`* 1`), not the bare
+  # one: it follows data.seq_len, yet overriding model.l_max does not rewrite data.seq_len.
+  m.l_max = c.data.get_ref('seq_len') * 1
   m.embed_dropout = 0.1
   m.resid_dropout = 0.0
   m.layer_norm_eps = 1e-5

@@ -40,7 +40,7 @@ def train_step(state: State, batch, *, graphdef, tx, lr_schedule, seed: int,
     metrics['loss'] = metrics['loss'] * poison
   updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
   params = optax.apply_updates(state['params'], updates)
-  metrics['grad_norm'] = optax.global_norm(grads)
+  metrics['grad_norm'] = optax.tree.norm(grads)
   metrics['lr'] = lr_schedule(step)
   return {'step': step + 1, 'params': params, 'opt_state': opt_state}, metrics
 

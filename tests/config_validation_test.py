@@ -18,7 +18,10 @@ def default_config():
 
 
 def _seq_len_over_l_max(c):
-  c.model.l_max = 32  # Breaks the l_max -> data.seq_len reference.
+  # model.l_max is a FieldReference to data.seq_len: assigning to it would set both (see
+  # test_cli_l_max_override_is_independent_of_seq_len), so replace the field itself.
+  del c.model['l_max']
+  c.model.l_max = 32
   c.data.seq_len = 64
 
 
@@ -82,27 +85,32 @@ def test_recall_odd_seq_len_is_the_only_problem():
     config_lib.validate(c)
 
 
-def test_cli_bad_override_exits_2_with_one_line_before_compiling(tmp_path):
+@pytest.mark.parametrize('override,field', [
+    ('--config.model.hyena.emb_dim=4', 'model.hyena.emb_dim=4'),
+    ('--config.train.num_steps=0', 'train.num_steps=0'),
+])
+def test_cli_bad_override_exits_2_with_one_line_before_compiling(tmp_path, override, field):
   workdir = tmp_path / 'wd'
   start = time.time()
-  res = helpers.run_cli(workdir, *helpers.TINY, '--config.model.hyena.emb_dim=4', timeout=300)
+  # JAX_LOG_COMPILES=1: any jit compilation before the error would add stderr lines.
+  res = helpers.run_cli(workdir, *helpers.TINY, override, timeout=300,
+                        env={'JAX_LOG_COMPILES': '1'})
   elapsed = time.time() - start
   assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
   lines = helpers.error_lines(res.stderr)
   assert len(lines) == 1, res.stderr[-3000:]
-  assert lines[0].startswith('hyena_jax: error: ') and 'model.hyena.emb_dim=4' in lines[0]
+  assert lines[0].startswith(f'hyena_jax: error: {field} '), lines[0]
   assert res.stdout == ''  # Not even the header: nothing was built, traced or compiled.
   assert not workdir.exists()  # No config.json, metrics or checkpoints written.
-  assert elapsed < 120, elapsed  # Generous (shared CPU); a compile would show in stderr too.
+  assert elapsed < 120, elapsed  # Generous: the CPU is shared; compiles show in stderr.
 
 
-def test_cli_bad_override_logs_no_compilation(tmp_path):
-  """With JAX's compile logging on, any compilation before the error would add stderr lines."""
-  workdir = tmp_path / 'wd'
-  env_flag = ('--jax_log_compiles',)
-  res = helpers.run_cli(workdir, *helpers.TINY, '--config.train.num_steps=0', flags=env_flag,
-                        timeout=300)
+def test_cli_l_max_override_is_independent_of_seq_len(tmp_path):
+  # num_steps=0 makes the run fail fast either way: with the alias the first problem found
+  # is train.num_steps (seq_len silently became 32); without it, data.seq_len=64 > l_max=32.
+  res = helpers.run_cli(tmp_path / 'wd', *helpers.TINY, '--config.data.seq_len=64',
+                        '--config.model.l_max=32', '--config.train.num_steps=0', timeout=300)
   assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
   lines = helpers.error_lines(res.stderr)
-  assert lines == [lines[0]] and lines[0].startswith('hyena_jax: error: train.num_steps=0'), (
-      res.stderr[-3000:])
+  assert len(lines) == 1 and lines[0].startswith('hyena_jax: error: data.seq_len=64 '), lines
+  assert 'model.l_max=32' in lines[0]
