@@ -40,6 +40,10 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO not in sys.path:
   sys.path.insert(0, _REPO)  # Run as a plain script from anywhere; hyena_jax is not installed.
 
+# Imported before JAX creates its backend so that the package's XLA:CPU defaults apply to
+# both kinds, as they do in training (HYENA_JAX_XLA_DEFAULTS=0 measures without them).
+import hyena_jax  # pylint: disable=unused-import,g-import-not-at-top,wrong-import-position
+
 _RESULT_TAG = '@@RESULT '
 _GB = 1e9
 _DEFAULT_LENGTHS = '1024,2048,4096,8192,16384,32768,65536'
@@ -160,7 +164,8 @@ def _run_one(args: argparse.Namespace) -> dict:
   t_start = time.perf_counter()
   kind, L = args.one.split(':')
   L, B, D = int(L), args.batch, args.d_model
-  rec = {'kind': kind, 'L': L, 'batch': B, 'd_model': D}
+  rec = {'kind': kind, 'L': L, 'batch': B, 'd_model': D,
+         'xla_flags': os.environ.get('XLA_FLAGS', '')}
 
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top

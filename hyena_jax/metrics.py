@@ -7,6 +7,14 @@ import time
 import jax
 
 
+def _before(line: str, resume_step: int | None) -> bool:
+  # A line cut short by a crash mid-write is dropped, not fatal.
+  try:
+    return resume_step is not None and json.loads(line)['step'] <= resume_step
+  except (ValueError, KeyError):
+    return False
+
+
 class MetricWriter:
   """Only process 0 writes. On resume, lines past the restored step are dropped so the
   file reads as one uninterrupted run."""
@@ -21,8 +29,7 @@ class MetricWriter:
     if os.path.exists(self.path):
       with open(self.path) as f:
         lines = f.readlines()
-      keep = [l for l in lines if l.strip() and (resume_step is not None and
-                                                   json.loads(l)['step'] <= resume_step)]
+      keep = [l for l in lines if l.strip() and _before(l, resume_step)]
       with open(self.path, 'w') as f:
         f.writelines(keep)
     self._file = open(self.path, 'a')

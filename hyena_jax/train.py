@@ -163,7 +163,8 @@ class Trainer:
         if pending is not None:
           check(*pending)
         pending = (step, m)
-        progress(step - 1)
+        if steps_this_run > 1:
+          progress(step - 1)
         do_eval = step % t.eval_every_steps == 0 or step == t.num_steps
         do_save = step % t.checkpoint_every_steps == 0 or step == t.num_steps or term.requested
         if do_eval or do_save:
@@ -182,7 +183,9 @@ class Trainer:
           break
         if (t.stop_at_eval_accuracy is not None and do_eval and
             last['eval']['accuracy'] >= t.stop_at_eval_accuracy):
-          ckpt.save(step, state, self.dataset.state(), force=True)
+          if not do_save:
+            ckpt.save(step, state, self.dataset.state(), force=True)
+          ckpt.wait()
           log(f'eval accuracy {last["eval"]["accuracy"]:.4f} >= '
               f'{t.stop_at_eval_accuracy}: stopping at step {step}.')
           break

@@ -18,9 +18,7 @@ def default_config():
 
 
 def _seq_len_over_l_max(c):
-  # model.l_max is a FieldReference to data.seq_len: assigning to it would set both (see
-  # test_cli_l_max_override_is_independent_of_seq_len), so replace the field itself.
-  del c.model['l_max']
+  # model.l_max follows data.seq_len until set; setting it must not rewrite data.seq_len.
   c.model.l_max = 32
   c.data.seq_len = 64
 
@@ -74,6 +72,15 @@ def test_global_batch_not_divisible_by_device_count():
     config_lib.validate(c, device_count=3)
   msg = str(e.value)
   assert '\n' not in msg and 'train.global_batch_size=' in msg and '3' in msg, msg
+
+
+def test_l_max_follows_seq_len_until_overridden():
+  c = default_config()
+  c.data.seq_len = 16
+  assert c.model.l_max == 16
+  c.model.l_max = 64  # Must not rewrite data.seq_len (it used to be a bare alias).
+  assert (c.data.seq_len, c.model.l_max) == (16, 64)
+  config_lib.validate(c)
 
 
 def test_recall_odd_seq_len_is_the_only_problem():

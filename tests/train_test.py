@@ -199,3 +199,13 @@ def test_resume_with_different_model_fails_without_touching_checkpoint(tmp_path)
   assert lines[0].startswith('hyena_jax: error:') and 'model.d_model' in lines[0], lines
   assert 'Resumed' not in res.stdout
   assert helpers.tree_digest(workdir) == before
+
+
+def test_early_stop_on_a_checkpoint_step_saves_and_exits_zero(tmp_path):
+  workdir = tmp_path / 'wd'
+  res = helpers.run_cli(workdir, *RUN, f'--config.train.eval_every_steps={CKPT_EVERY}',
+                        '--config.train.stop_at_eval_accuracy=0.0')
+  assert res.returncode == 0, res.stderr[-1500:]
+  assert f'stopping at step {CKPT_EVERY}.' in res.stdout
+  assert json.loads((workdir / 'final_report.json').read_text())['step'] == CKPT_EVERY
+  assert helpers.latest_checkpoint_step(workdir) == CKPT_EVERY
