@@ -191,7 +191,11 @@ class Trainer:
           break
       if pending is not None:
         check(*pending)
-      progress(step, force=True)
+      if not last['eval'] and not term.requested:
+        # E.g. re-running a finished workdir: report the restored model, not nothing.
+        last['eval'] = self.evaluate(state['params']) | {'step': step}
+      if steps_this_run:
+        progress(step, force=True)
     finally:
       term.restore()
       ckpt.close()
