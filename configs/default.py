@@ -2,10 +2,10 @@
 
   python -m hyena_jax.main --config=configs/default.py --workdir=/tmp/hyena_default
 
-Expected: >= 99% held-out final-token accuracy (1024 fixed sequences) within 3000 steps;
-measured time and accuracy on the 2-core CPU are in the README table and
-benchmarks/results/default_recall.json. safari's quick sanity setting is vocab 10; vocab 20
-and 30 need far longer on this model size (README).
+Expected: >= 99% held-out final-token accuracy (1024 fixed sequences) after 3000 steps.
+Measured on the 2-core CPU: 99.3% in 2 min 26 s wall clock for the whole command
+(benchmarks/results/default_recall.json). safari's quick sanity setting is vocab 10; vocab 20
+and 30 plateau far longer at this size (README, benchmarks/recall_vocab_sweep.sh).
 """
 
 from hyena_jax import config_lib

@@ -187,6 +187,11 @@ def test_no_recompilation_after_first_step(tmp_path):
   assert trainer.traces == 1
   assert trainer.train_step._cache_size() == 1  # pylint: disable=protected-access
 
+  # Re-running a finished workdir trains nothing and reports the restored model's eval.
+  again = train.Trainer(c, str(tmp_path / 'wd2')).run()
+  assert again['steps_this_run'] == 0 and again['step'] == 10
+  assert again['eval_loss'] == pytest.approx(report['eval_loss'], abs=1e-6)
+
 
 def test_resume_with_different_model_fails_without_touching_checkpoint(tmp_path):
   workdir = tmp_path / 'wd'
