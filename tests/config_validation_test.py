@@ -121,3 +121,22 @@ def test_cli_l_max_override_is_independent_of_seq_len(tmp_path):
   lines = helpers.error_lines(res.stderr)
   assert len(lines) == 1 and lines[0].startswith('hyena_jax: error: data.seq_len=64 '), lines
   assert 'model.l_max=32' in lines[0]
+
+
+@pytest.mark.parametrize('args,needle', [
+    (('--config.model.no_such_field=1',), 'unknown config field'),
+    (('--config.model.d_model=abc',), '--config.model.d_model=abc'),
+])
+def test_cli_bad_flag_is_one_line_exit_2(tmp_path, args, needle):
+  res = helpers.run_cli(tmp_path / 'wd', *args, timeout=300)
+  assert res.returncode == 2, res.stderr[-2000:]
+  assert 'Traceback' not in res.stderr
+  lines = helpers.error_lines(res.stderr)
+  assert len(lines) == 1 and needle in lines[0], res.stderr[-2000:]
+
+
+def test_cli_missing_config_file_is_one_line_exit_2(tmp_path):
+  res = helpers.run_cli(tmp_path / 'wd', config='configs/no_such_config.py', timeout=300)
+  assert res.returncode == 2 and 'Traceback' not in res.stderr, res.stderr[-2000:]
+  lines = helpers.error_lines(res.stderr)
+  assert len(lines) == 1 and 'no_such_config.py' in lines[0], res.stderr[-2000:]
