@@ -4,6 +4,9 @@ Validation runs before any compilation: a bad config costs one line, not a trace
 after minutes of tracing.
 """
 
+import importlib.util
+import os
+
 import ml_collections
 
 
@@ -76,6 +79,15 @@ def base_config() -> ml_collections.ConfigDict:
   t.stop_at_eval_accuracy = ml_collections.config_dict.placeholder(float)  # Early stop.
   t.inject_nan_at_step = -1        # Testing aid: poison the loss at this step.
   return c
+
+
+def load_config_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
+  """`get_config([arg])` of a configs/*.py file, as --config=PATH[:ARG] would (for Colab)."""
+  name = os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(f'hyena_jax_config_{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config() if arg is None else module.get_config(arg)
 
 
 def _check(ok: bool, msg: str):

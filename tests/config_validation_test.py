@@ -1,6 +1,5 @@
 """Bad configs fail fast with one line naming the field, in-process and through the CLI."""
 
-import importlib.util
 import time
 
 import pytest
@@ -10,11 +9,7 @@ from hyena_jax import config_lib
 
 
 def default_config():
-  spec = importlib.util.spec_from_file_location('default_config',
-                                                helpers.REPO / helpers.DEFAULT_CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_lib.load_config_file(str(helpers.REPO / helpers.DEFAULT_CONFIG))
 
 
 def _seq_len_over_l_max(c):

@@ -1,6 +1,5 @@
 """hyena_jax.models: the Hyena operator and the LM."""
 
-import importlib.util
 import os
 
 import chex
@@ -17,10 +16,7 @@ CONFIGS = os.path.join(os.path.dirname(__file__), '..', 'configs')
 
 
 def load_config(name):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(CONFIGS, name + '.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_lib.load_config_file(os.path.join(CONFIGS, name + '.py'))
 
 
 def small_cfg(order=2, L=16, D=8):

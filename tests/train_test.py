@@ -1,7 +1,6 @@
 """End-to-end trainer tests: exact resume after SIGKILL, SIGTERM preemption, NaN guard,
 no recompilation, refusal to resume a different model, and the default command's outputs."""
 
-import importlib.util
 import json
 import math
 import shutil
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 import helpers
+from hyena_jax import config_lib
 
 NUM_STEPS = 100
 CKPT_EVERY = 10
@@ -156,17 +156,9 @@ def test_injected_nan_stops_with_one_line_and_keeps_last_good_checkpoint(tmp_pat
   assert not (workdir / 'final_report.json').exists()
 
 
-def _load_default_config():
-  spec = importlib.util.spec_from_file_location('default_config',
-                                                helpers.REPO / helpers.DEFAULT_CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
 def test_no_recompilation_after_first_step(tmp_path):
   from hyena_jax import train  # pylint: disable=g-import-not-at-top
-  c = _load_default_config()
+  c = config_lib.load_config_file(str(helpers.REPO / helpers.DEFAULT_CONFIG))
   c.data.seq_len, c.data.num_eval = 16, 8
   c.model.d_model, c.model.d_inner, c.model.n_layer = 16, 32, 1
   c.train.global_batch_size = 8
