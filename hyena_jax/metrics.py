@@ -57,11 +57,6 @@ class MetricWriter:
         self._tb.close()
 
 
-def read(workdir: str) -> list[dict]:
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [json.loads(l) for l in f if l.strip()]
-
-
 def format_duration(s: float) -> str:
   s = int(s)
   return f'{s // 3600}h{s % 3600 // 60:02d}m' if s >= 3600 else f'{s // 60}m{s % 60:02d}s'
