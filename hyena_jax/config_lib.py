@@ -24,6 +24,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.vocab_size = 30           # Recall: number of key + value tokens (the paper's "vocab").
   c.data.num_eval = 1024           # Held-out examples (fixed set, never trained on).
   c.data.eval_seed = 1234          # Seed of the held-out set (independent of c.seed).
+  # Text corpora (data.name in ptb | wikitext2 | wikitext103 | openwebtext | text_files):
+  c.data.tokenizer = 'word'        # word | bpe | byte
+  c.data.tokenizer_path = ''       # bpe: a Hugging Face tokenizers JSON file.
+  c.data.source_dir = ''           # Raw corpus files (offline); empty: download from its URL.
+  c.data.data_dir = ''             # tfds data_dir; empty: $TFDS_DATA_DIR or ~/tensorflow_datasets.
+  c.data.files = ml_collections.ConfigDict({'train': '', 'valid': '', 'test': ''})  # text_files
+  c.data.eval_split = 'valid'      # Split of the periodic train-time eval.
+  c.data.eval_max_tokens = 0       # Cap on the train-time eval (0: the whole split).
 
   m = c.model = ml_collections.ConfigDict()
   m.mixer = 'hyena'                # Sequence mixer: one of hyena_jax.models.MIXERS.
@@ -67,6 +75,13 @@ def base_config() -> ml_collections.ConfigDict:
   o.filter_lr = ml_collections.config_dict.placeholder(float)   # Filter MLP + omega; None: lr.
   o.filter_weight_decay = 0.0
   o.pos_emb_lr = ml_collections.config_dict.placeholder(float)  # z when learned; None: lr.
+
+  e = c.eval = ml_collections.ConfigDict()  # hyena_jax.evaluate (text perplexity).
+  e.splits = 'valid,test'
+  e.modes = 'nonoverlap,sliding'   # Of hyena_jax.eval.perplexity.MODES.
+  e.stride = ml_collections.config_dict.placeholder(int)  # sliding; None: seq_len // 4.
+  e.l2t_window = 64                # l2t: the L2T-Hyena paper's window.
+  e.batch_size = ml_collections.config_dict.placeholder(int)  # None: train.global_batch_size.
 
   t = c.train = ml_collections.ConfigDict()
   t.global_batch_size = 32         # Summed over all devices; must divide evenly.
@@ -137,4 +152,20 @@ def validate(c: ml_collections.ConfigDict, device_count: int = 1) -> None:
   for name in ('eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
                'metrics_every_steps'):
     _check(t[name] > 0, f'train.{name}={t[name]} must be positive')
+  _validate_eval(c, device_count)
   data_lib.DATASETS[c.data.name].validate(c, device_count)
+
+
+def _validate_eval(c: ml_collections.ConfigDict, device_count: int) -> None:
+  from hyena_jax.eval import perplexity  # pylint: disable=g-import-not-at-top
+  e = c.eval
+  for mode in filter(None, e.modes.split(',')):
+    _check(mode in perplexity.MODES, f'eval.modes has {mode!r}; choose from {list(perplexity.MODES)}')
+  for split in filter(None, e.splits.split(',')):
+    _check(split in ('train', 'valid', 'test'), f'eval.splits has {split!r}; use train, valid, test')
+  _check(e.stride is None or 1 <= e.stride <= c.data.seq_len,
+         f'eval.stride={e.stride} must be in [1, data.seq_len={c.data.seq_len}]')
+  _check(1 <= e.l2t_window <= c.model.l_max,
+         f'eval.l2t_window={e.l2t_window} must be in [1, model.l_max={c.model.l_max}]')
+  _check(e.batch_size is None or (e.batch_size > 0 and e.batch_size % device_count == 0),
+         f'eval.batch_size={e.batch_size} must be positive and divisible by {device_count} devices')

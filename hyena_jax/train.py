@@ -104,7 +104,10 @@ class Trainer:
       for k in tot:
         tot[k] += float(sharding.to_host(out[k]))
     n = max(tot['count'], 1.0)
-    return {'loss': tot['loss_sum'] / n, 'accuracy': tot['correct_sum'] / n}
+    out = {'loss': tot['loss_sum'] / n, 'accuracy': tot['correct_sum'] / n}
+    if getattr(self.dataset, 'reports_perplexity', False):
+      out['perplexity'] = float(np.exp(out['loss']))
+    return out
 
   def run(self) -> dict:
     c, t = self.c, self.c.train
@@ -174,7 +177,8 @@ class Trainer:
           ev = self.evaluate(state['params'])
           writer.write(step, 'eval', ev)
           last['eval'] = ev | {'step': step}
-          log(f'eval @ step {step}: loss {ev["loss"]:.4f} | accuracy {ev["accuracy"]:.4f}')
+          log(f'eval @ step {step}: loss {ev["loss"]:.4f} | accuracy {ev["accuracy"]:.4f}' +
+              (f' | perplexity {ev["perplexity"]:.2f}' if 'perplexity' in ev else ''))
         if do_save:
           ckpt.save(step, state, self.dataset.state(), force=term.requested)
         if term.requested:

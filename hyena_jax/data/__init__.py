@@ -1,28 +1,30 @@
-"""Datasets: each exposes validate(config, n_dev), train_batch(step), eval_batches(), state()."""
+"""Datasets: each exposes validate(config, n_dev), train_batch(step), eval_batches(), state(), restore()."""
 
 import ml_collections
 
 from hyena_jax import config_lib
 from hyena_jax.data.recall import Recall
 from hyena_jax.data.synthetic import RandomTokens
+from hyena_jax.data.text import TEXT_DATASETS, TextDataset
 
 
-class _TextPending:
-  """Named text corpora whose tfds pipeline is not in this build yet: fail before compiling."""
+class _PilePending:
+  """The Pile has no builder here: fail before compiling, pointing at text_files."""
 
   @staticmethod
   def validate(c: ml_collections.ConfigDict, device_count: int) -> None:
     del device_count
     raise config_lib.ConfigError(
-        f'data.name={c.data.name!r} needs the tfds text pipeline, which this build does not have '
-        'yet; use --config.data.name=random_tokens for a shape/speed smoke run')
+        f'data.name={c.data.name!r} has no builder yet: point data.name=text_files and '
+        'data.files.{train,valid,test} at local Pile text, or use data.name=random_tokens for '
+        'a shape/speed smoke run')
 
 
 DATASETS = {
     'recall': Recall,
     'random_tokens': RandomTokens,
-    'wikitext103': _TextPending,
-    'pile': _TextPending,
+    'pile': _PilePending,
+    **{name: TextDataset for name in TEXT_DATASETS},
 }
 
 

@@ -57,6 +57,7 @@ class LM(nnx.Module):
     if cfg.mixer not in MIXERS:
       raise ValueError(f'unknown model.mixer {cfg.mixer!r}; choose one of {sorted(MIXERS)}')
     self.n_layer, self.embed_dropout = cfg.n_layer, cfg.embed_dropout
+    self.vocab_size = cfg.vocab_size
     self.dtype = jnp.dtype(cfg.dtype)
     self.embed = nnx.Embed(padded_vocab(cfg), cfg.d_model, embedding_init=nnx.initializers.normal(
         0.02), rngs=rngs)
@@ -64,7 +65,10 @@ class LM(nnx.Module):
     self.ln_f = nnx.LayerNorm(cfg.d_model, epsilon=cfg.layer_norm_eps, rngs=rngs)
 
   def __call__(self, tokens_BxL: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
-    """Float32 logits (B, L, padded vocab). `key` enables dropout (training)."""
+    """Float32 logits (B, L, padded vocab). `key` enables dropout (training).
+
+    Padding rows get -1e9: they hold no probability, so perplexity is over the true vocab.
+    """
     keys = [None] * (self.n_layer + 1) if key is None else list(
         jax.random.split(key, self.n_layer + 1))
     x_BxLxD = self.embed(tokens_BxL).astype(self.dtype)
@@ -73,4 +77,9 @@ class LM(nnx.Module):
       x_BxLxD = block(x_BxLxD, k)
     x_BxLxD = self.ln_f(x_BxLxD)
     table_VxD = self.embed.embedding[...]
-    return jnp.einsum('bld,vd->blv', x_BxLxD.astype(jnp.float32), table_VxD.astype(jnp.float32))
+    logits = jnp.einsum('bld,vd->blv', x_BxLxD.astype(jnp.float32),
+                        table_VxD.astype(jnp.float32))
+    if table_VxD.shape[0] == self.vocab_size:
+      return logits
+    real_V = jnp.arange(table_VxD.shape[0]) < self.vocab_size
+    return jnp.where(real_V[None, None, :], logits, -1e9)

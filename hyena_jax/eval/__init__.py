@@ -1,0 +1,1 @@
+"""Evaluation: perplexity modes over token streams (see perplexity.py)."""
