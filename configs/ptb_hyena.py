@@ -3,28 +3,21 @@
   python -m hyena_jax.main --config=configs/ptb_hyena.py --workdir=/tmp/ptb_hyena
   python -m hyena_jax.evaluate --config=configs/ptb_hyena.py --workdir=/tmp/ptb_hyena
 
-4 layers x 192, MLP 768, order 2, context 128, batch 32 (4,096 tokens per step). The goal
-is Zaremba et al.'s small LSTM (test perplexity 114.5 at 4.6M parameters, 13 epochs).
-Result: see README "PTB" (benchmarks/results/ptb_hyena.json).
-The corpus comes from data.source_dir (this repo's CI machine keeps a copy in
+4 layers x 192, MLP 768, order 2, context 128, batch 32 x 128 tokens, 3000 steps (13 epochs).
+The goal is Zaremba et al.'s small LSTM: test perplexity 114.5 at 4.6M parameters, 13 epochs.
+Result: see README "PTB and WikiText-2" (benchmarks/results/ptb_hyena.json,
+benchmarks/text_baselines.sh).
+The corpus comes from data.source_dir (config_lib.shared_data: this repo's CI keeps a copy in
 ../shared/data/ptb) or, when that is empty, from its public URL.
 """
 
-import os
-
 from hyena_jax import config_lib
-
-_SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'shared', 'data')
-
-
-def shared_source(name: str) -> str:
-  path = os.path.normpath(os.path.join(_SHARED, name))
-  return path if os.path.isdir(path) else ''
 
 
 def get_config():
   c = config_lib.base_config()
-  c.data.update(name='ptb', tokenizer='word', source_dir=shared_source('ptb'), seq_len=128)
+  c.data.update(name='ptb', tokenizer='word', source_dir=config_lib.shared_data('ptb'),
+                seq_len=128)
   m = c.model
   m.vocab_size = 10_000
   m.d_model, m.n_layer, m.d_inner = 192, 4, 768

@@ -21,16 +21,18 @@ def _model_signature(c: ml_collections.ConfigDict) -> dict:
 
 class Checkpointer:
 
-  def __init__(self, workdir: str, c: ml_collections.ConfigDict):
+  def __init__(self, workdir: str, c: ml_collections.ConfigDict, read_only: bool = False):
     self.workdir = os.path.abspath(workdir)
     self.directory = os.path.join(self.workdir, 'checkpoints')
     self.mngr = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=c.train.keep_checkpoints, create=True),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=None if read_only else c.train.keep_checkpoints,
+            create=not read_only, read_only=read_only),
         item_names=('state', 'data'))
-    self._check_config(c)
+    self._check_config(c, write=not read_only)
 
-  def _check_config(self, c: ml_collections.ConfigDict) -> None:
+  def _check_config(self, c: ml_collections.ConfigDict, write: bool) -> None:
     """Refuse to resume a checkpoint with a different model (before any compile)."""
     path = os.path.join(self.workdir, 'config.json')
     if self.latest_step() is not None and os.path.exists(path):
@@ -43,7 +45,7 @@ class Checkpointer:
         raise config_lib.ConfigError(
             f'{self.workdir} holds a checkpoint of a different model: model.{k}='
             f'{saved.get(k)!r} there vs {now.get(k)!r} now (use a new --workdir)')
-    if jax.process_index() == 0:
+    if write and jax.process_index() == 0:
       os.makedirs(self.workdir, exist_ok=True)
       with open(path + '.tmp', 'w') as f:
         f.write(c.to_json_best_effort(indent=2))

@@ -96,6 +96,15 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def shared_data(name: str) -> str:
+  """A corpus or tokenizer under $HYENA_JAX_SHARED_DATA (default: the checkout's sibling
+  ../shared/data, where this project's CI keeps offline copies); '' when absent."""
+  root = os.environ.get('HYENA_JAX_SHARED_DATA') or os.path.join(
+      os.path.dirname(os.path.abspath(__file__)), '..', '..', 'shared', 'data')
+  path = os.path.normpath(os.path.join(root, name))
+  return path if os.path.exists(path) else ''
+
+
 def load_config_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
   """`get_config([arg])` of a configs/*.py file, as --config=PATH[:ARG] would (for Colab)."""
   name = os.path.splitext(os.path.basename(path))[0]

@@ -21,9 +21,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+def load_config_or_exit():
   try:
     config = FLAGS.config
     config.get('model')  # ml_collections defers a failed file load to the first access.
@@ -32,6 +30,13 @@ def main(argv):
     print(f'hyena_jax: error: cannot load --config: {lines[-1] if lines else e}',
           file=sys.stderr)
     sys.exit(2)
+  return config
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  config = load_config_or_exit()
   from hyena_jax import sharding, train  # pylint: disable=g-import-not-at-top
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.

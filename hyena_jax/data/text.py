@@ -95,16 +95,35 @@ def _tokenize_split(builder, split: str, tok, document: bool) -> np.ndarray:
     parts.extend(np.asarray(x, dtype) for x in ids)
     batch.clear()
 
-  for r in _records(builder, split):
-    batch.append(r)
-    if len(batch) == 4096:
-      flush()
-  flush()
+  try:
+    for r in _records(builder, split):
+      batch.append(r)
+      if len(batch) == 4096:
+        flush()
+    flush()
+  except DataError as e:
+    raise DataError(f'{builder.name} split {split!r}: {e}') from None
   return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
 
 def token_streams(c: ml_collections.ConfigDict):
-  """(tokenizer, {split: memory-mapped token array}), preparing and tokenizing once."""
+  """(tokenizer, {split: memory-mapped token array}), preparing and tokenizing once.
+
+  With several processes, process 0 prepares first and the others follow after a barrier:
+  on a shared disk they find the data ready; on local disks each prepares its own copy.
+  """
+  if jax.process_count() == 1:
+    return _token_streams(c)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  if jax.process_index() == 0:
+    out = _token_streams(c)
+  multihost_utils.sync_global_devices('hyena_jax: text data prepared')
+  if jax.process_index() != 0:
+    out = _token_streams(c)
+  return out
+
+
+def _token_streams(c: ml_collections.ConfigDict):
   d = c.data
   builder = text_builders.prepare(d.name, data_dir(c), source_dir=d.source_dir or None,
                                   files=dict(d.files) if d.name == 'text_files' else None)
@@ -140,6 +159,19 @@ class _Windows(grain.transforms.Map):
     return np.asarray(self.stream[pos], np.int32)
 
 
+def train_windows(stream, seq_len: int, global_batch: int, seed: int, process_index: int = 0,
+                  process_count: int = 1) -> grain.MapDataset:
+  """Batches (this host's rows of the global batch) of (seq_len + 1)-token windows, forever."""
+  if global_batch % process_count:
+    raise DataError(f'train.global_batch_size={global_batch} is not divisible by the '
+                    f'{process_count} processes')
+  per_host = global_batch // process_count
+  rows = slice(process_index * per_host, (process_index + 1) * per_host)
+  n_windows = (len(stream) - 1) // seq_len
+  return (grain.MapDataset.range(n_windows).shuffle(seed=seed).repeat(None)
+          .batch(global_batch, drop_remainder=True).map(_Windows(stream, seq_len, rows)))
+
+
 class TextDataset:
   """A `data.name` text corpus; see the module docstring."""
 
@@ -160,13 +192,9 @@ class TextDataset:
       raise DataError(f'{c.data.name} train split has {n_windows} windows of seq_len={self.L}, '
                       f'fewer than train.global_batch_size={self.G}')
     self.sharding = NamedSharding(mesh, P('data'))
-    per_host = self.G // jax.process_count()
-    rows = slice(jax.process_index() * per_host, (jax.process_index() + 1) * per_host)
-    self._per_host = per_host
-    ds = (grain.MapDataset.range(n_windows).shuffle(seed=c.seed).repeat(None)
-          .batch(self.G, drop_remainder=True).map(_Windows(self.streams['train'], self.L, rows)))
-    self._iter_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=4))
-    self._it = iter(self._iter_ds)
+    ds = train_windows(self.streams['train'], self.L, self.G, c.seed, jax.process_index(),
+                       jax.process_count())
+    self._it = iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=4)))
     self._next_step = 0
 
   def train_batch(self, step: int):

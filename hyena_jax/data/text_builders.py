@@ -12,6 +12,7 @@ import os
 import zlib
 
 import tensorflow_datasets as tfds
+from absl import logging
 
 from hyena_jax.data.tokenizers import DataError
 
@@ -65,7 +66,11 @@ class _LineCorpus(tfds.core.GeneratorBasedBuilder):
     return {s: os.fspath(p) for s, p in dl_manager.download(self.URLS).items()}
 
   def _split_generators(self, dl_manager):
-    return {s: self._generate_examples(p) for s, p in self._source_paths(dl_manager).items()}
+    paths = self._source_paths(dl_manager)
+    for s, p in paths.items():
+      if os.path.getsize(p) == 0:
+        raise DataError(f'{self.name}: split {s!r} is empty ({p})')
+    return {s: self._generate_examples(p) for s, p in paths.items()}
 
   def _generate_examples(self, path):
     for i, line in enumerate(read_lines(path)):
@@ -167,6 +172,15 @@ BUILDERS = {'ptb': Ptb, 'wikitext2': Wikitext2, 'wikitext103': Wikitext103,
 def prepare(name: str, data_dir: str, source_dir: str | None = None,
             files: dict[str, str] | None = None) -> tfds.core.DatasetBuilder:
   """Builds (once) and returns the builder; later calls only read its metadata."""
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)  # tfds warns about custom configs and new folders.
+  try:
+    return _prepare(name, data_dir, source_dir, files)
+  finally:
+    logging.set_verbosity(verbosity)
+
+
+def _prepare(name, data_dir, source_dir, files):
   kwargs = {'data_dir': data_dir}
   if name == 'text_files':
     kwargs['config'] = text_files_config(files or {})
@@ -174,6 +188,10 @@ def prepare(name: str, data_dir: str, source_dir: str | None = None,
   if not builder.is_prepared():
     if source_dir is not None and not os.path.isdir(source_dir):
       raise DataError(f'data.source_dir={source_dir!r}: no such directory')
+    tfds.disable_progress_bar()
+    origin = 'data.files' if name == 'text_files' else source_dir or 'download'
+    print(f'hyena_jax: preparing {name} ({origin}) as array_record in {builder.data_dir}',
+          flush=True)
     cfg = tfds.download.DownloadConfig(manual_dir=source_dir) if source_dir else None
     try:
       builder.download_and_prepare(download_config=cfg)
