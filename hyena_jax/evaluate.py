@@ -1,7 +1,8 @@
 """Perplexity of a checkpoint on the text splits: python -m hyena_jax.evaluate --config=... --workdir=...
 
 Evaluates the latest checkpoint (or --step) on eval.splits in eval.modes (see
-hyena_jax/eval/perplexity.py), prints a table and writes WORKDIR/eval/step_N.json.
+hyena_jax/eval/perplexity.py), prints a table and writes WORKDIR/eval/step_N.json (merging
+with an earlier evaluation of the same step).
 Word-level corpora report word perplexity; bpe and byte tokenizers add bits per byte.
 """
 
@@ -79,8 +80,16 @@ def evaluate_checkpoint(c, workdir: str, step: int | None = None, log=print) -> 
   if jax.process_index() == 0:
     out_dir = os.path.join(workdir, 'eval')
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, f'step_{step}.json'), 'w') as f:
+    path = os.path.join(out_dir, f'step_{step}.json')
+    if os.path.exists(path):  # Later runs (other splits or modes) add to, not replace, results.
+      with open(path) as f:
+        old = json.load(f)
+      for split, modes in old.get('results', {}).items():
+        report['results'][split] = modes | report['results'].get(split, {})
+      report = old | report | ({'l2t_note': old['l2t_note']} if 'l2t_note' in old else {})
+    with open(path + '.tmp', 'w') as f:
       json.dump(report, f, indent=2)
+    os.replace(path + '.tmp', path)
   return report
 
 

@@ -4,7 +4,6 @@ import functools
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -32,7 +31,7 @@ def concat_batches(batches):
     (20, 8, 1, 4),
     (2, 8, 5, 1),     # a single target
     (150, 4, 1, 1),   # more windows than one host chunk (64 * batch_size)
-    (300, 4, 1, 3),   # chunks that do not fill their last batch
+    (300, 4, 1, 3),   # several chunks, the last batch padded
 ])
 def test_windows_score_every_target_once_from_its_context_start(n, seq_len, stride, batch_size):
   stream = np.arange(n)  # Token value == stream index, so the layout can be read back.

@@ -6,10 +6,10 @@ import zlib
 import numpy as np
 import pytest
 
+import helpers
 from hyena_jax import config_lib
 from hyena_jax.data import text, text_builders
 from hyena_jax.data.tokenizers import DataError
-from tests import helpers
 
 SPLIT_LINES = {
     'train': ['the cat sat', '', 'naïve café 東京', 'the end', ''],
