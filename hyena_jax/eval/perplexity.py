@@ -4,7 +4,7 @@ Target t (1 <= t < N) is stream[t] predicted from stream[start(t):t]. Three mode
   nonoverlap  windows of length L at 0, L, 2L, ...: every target scored once, context 0..L-1;
   sliding     windows of length L every `stride` tokens; a window scores only its last
               `stride` targets (the first window all of them): every target scored once with
-              at least L - stride tokens of context (L - 1 when stride = 1);
+              at least L - stride + 1 tokens of context (past the first window);
   l2t         the L2T-Hyena paper's metric: every window of W tokens at stride 1, every
               position scored. Targets are counted about W times, most with short context;
               the number is NOT comparable to standard perplexity.
