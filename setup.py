@@ -18,12 +18,15 @@ setup(
         'ml-collections>=1.1',
         'absl-py>=2.1',
         'grain>=0.2.18',
+        'importlib_resources',  # tfds imports it while preparing a dataset.
+        'tokenizers>=0.15',
         'numpy>=2.0',
         'safetensors>=0.4',
         'tensorboardX>=2.6',
     ],
     extras_require={
         'test': ['pytest>=8', 'pytest-xdist>=3'],
+        'plot': ['matplotlib'],  # benchmarks/text_results.py plot
         # Loading safari checkpoints saved as torch files (weights_only=True).
         'torch': ['torch'],
     },
