@@ -169,12 +169,14 @@ def _validate_eval(c: ml_collections.ConfigDict, device_count: int) -> None:
   from hyena_jax.eval import perplexity  # pylint: disable=g-import-not-at-top
   e = c.eval
   for mode in filter(None, e.modes.split(',')):
-    _check(mode in perplexity.MODES, f'eval.modes has {mode!r}; choose from {list(perplexity.MODES)}')
+    _check(mode in perplexity.MODES, f'eval.modes={e.modes!r} has {mode!r}; choose from '
+           f'{list(perplexity.MODES)}')
   for split in filter(None, e.splits.split(',')):
-    _check(split in ('train', 'valid', 'test'), f'eval.splits has {split!r}; use train, valid, test')
+    _check(split in ('train', 'valid', 'test'),
+           f'eval.splits={e.splits!r} has {split!r}; use train, valid, test')
   _check(e.stride is None or 1 <= e.stride <= c.data.seq_len,
          f'eval.stride={e.stride} must be in [1, data.seq_len={c.data.seq_len}]')
-  _check(1 <= e.l2t_window <= c.model.l_max,
+  _check('l2t' not in e.modes or 1 <= e.l2t_window <= c.model.l_max,
          f'eval.l2t_window={e.l2t_window} must be in [1, model.l_max={c.model.l_max}]')
   _check(e.batch_size is None or (e.batch_size > 0 and e.batch_size % device_count == 0),
          f'eval.batch_size={e.batch_size} must be positive and divisible by {device_count} devices')

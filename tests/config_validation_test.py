@@ -39,6 +39,12 @@ BAD = {
     'zero_num_steps': (_set('train.num_steps', 0), 'train.num_steps'),
     'negative_num_steps': (_set('train.num_steps', -5), 'train.num_steps'),
     'recall_odd_seq_len': (_set('data.seq_len', 63), 'data.seq_len'),
+    'unknown_eval_mode': (_set('eval.modes', 'nonoverlap,bogus'), 'eval.modes'),
+    'eval_stride_over_seq_len': (_set('eval.stride', 65), 'eval.stride'),
+    'l2t_window_over_l_max': (lambda c: (_set('eval.modes', 'l2t')(c),
+                                         _set('eval.l2t_window', 65)(c)), 'eval.l2t_window'),
+    'unknown_tokenizer': (lambda c: (_set('data.name', 'ptb')(c),
+                                     _set('data.tokenizer', 'sentencepiece')(c)), 'data.tokenizer'),
 }
 
 
