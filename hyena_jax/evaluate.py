@@ -30,7 +30,12 @@ def evaluate_checkpoint(c, workdir: str, step: int | None = None, log=print) -> 
   if not getattr(ds, 'reports_perplexity', False):
     raise config_lib.ConfigError(f'data.name={c.data.name!r} is not a text corpus; '
                                  'hyena_jax.evaluate reports perplexity on text splits')
-  ckpt = checkpoint.Checkpointer(workdir, c, read_only=True)
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)  # orbax warns that a read-only manager is read-only.
+  try:
+    ckpt = checkpoint.Checkpointer(workdir, c, read_only=True)
+  finally:
+    logging.set_verbosity(verbosity)
   try:
     step = ckpt.latest_step() if step is None else step
     if step is None or step not in ckpt.mngr.all_steps():
