@@ -32,6 +32,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.files = ml_collections.ConfigDict({'train': '', 'valid': '', 'test': ''})  # text_files
   c.data.eval_split = 'valid'      # Split of the periodic train-time eval.
   c.data.eval_max_tokens = 0       # Cap on the train-time eval (0: the whole split).
+  # Tail of the training stream held out as the L2T meta-validation split (never trained on,
+  # never the reported valid/test). Set it for every arm of a comparison, not only meta.
+  c.data.meta_val_fraction = 0.0
 
   m = c.model = ml_collections.ConfigDict()
   m.mixer = 'hyena'                # Sequence mixer: one of hyena_jax.models.MIXERS.
@@ -62,6 +65,11 @@ def base_config() -> ml_collections.ConfigDict:
   h.short_filter_order = 3
   h.dropout = 0.0                  # Dropout on the gated signal before each long conv.
   h.fft_size = ml_collections.config_dict.placeholder(int)  # None: 2L.
+  # model.mixer='attention': causal softmax attention with GPT-NeoX rotary embeddings.
+  m.attention = ml_collections.ConfigDict()
+  m.attention.num_heads = 8
+  m.attention.rotary_pct = 0.25    # Fraction of each head's dims rotated (NeoX rotary_pct).
+  m.attention.rotary_base = 10000.0
 
   o = c.optim = ml_collections.ConfigDict()
   o.lr = 5e-4
@@ -71,6 +79,7 @@ def base_config() -> ml_collections.ConfigDict:
   o.b1 = 0.9
   o.b2 = 0.999
   o.eps = 1e-8
+  o.eps_root = 0.0                 # > 0 makes Adam differentiable at v = 0 (l2t meta mode).
   o.grad_clip = 1.0                # Global-norm clipping; 0 disables.
   o.filter_lr = ml_collections.config_dict.placeholder(float)   # Filter MLP + omega; None: lr.
   o.filter_weight_decay = 0.0
@@ -81,7 +90,30 @@ def base_config() -> ml_collections.ConfigDict:
   e.modes = 'nonoverlap,sliding'   # Of hyena_jax.eval.perplexity.MODES.
   e.stride = ml_collections.config_dict.placeholder(int)  # sliding; None: seq_len // 4.
   e.l2t_window = 64                # l2t: the L2T-Hyena paper's window.
+  e.l2t_every = 1                  # l2t: score windows starting every N tokens (1: the paper).
   e.batch_size = ml_collections.config_dict.placeholder(int)  # None: train.global_batch_size.
+
+  l = c.l2t = ml_collections.ConfigDict()  # L2T-Hyena (hyena_jax/l2t/steps.py).
+  l.mode = 'off'                   # off | static | paper | meta
+  l.lam = 0.1                      # Student loss (1 - w) CE + w lam mean(logits^2).
+  l.static_w = 0.25                # static mode's fixed w.
+  l.w_min = 0.05
+  l.w_max = 0.95
+  l.paper_mask_bug = False         # Reproduce the official code's inverted wrong-class mask.
+  l.dln = ml_collections.ConfigDict({'hidden': 64, 'mlp_width': 256, 'mlp_layers': 2})
+  l.paper = ml_collections.ConfigDict({  # The official code's teacher, memory and optimizers.
+      'memory_size': 500, 'teacher_width': 128, 'teacher_out_bias': 15.0,
+      'dln_lr': 5e-7, 'dln_weight_decay': 0.01, 'dln_grad_clip': 1.0,
+      'teacher_lr': 2e-6, 'teacher_weight_decay': 0.01, 'teacher_grad_clip': 0.1})
+  l.meta = ml_collections.ConfigDict({
+      'unroll': 1,                 # K differentiable student steps per meta step.
+      'every': 10,                 # M: a meta step starts every M student steps (M >= K).
+      'teacher': 'adam',           # adam (plain Adam on phi) | lstm (L2T-DLN's LSTM teacher).
+      'lr': 1e-3,                  # Adam lr on phi, or the LSTM teacher's step scale.
+      'grad_clip': 1.0,            # Global-norm clip of the meta-gradient (adam teacher).
+      'lstm_hidden': 16,
+      'lstm_lr': 1e-3,             # Adam lr of the LSTM teacher's own parameters.
+      'val_batch_size': ml_collections.config_dict.placeholder(int)})  # None: global batch.
 
   t = c.train = ml_collections.ConfigDict()
   t.global_batch_size = 32         # Summed over all devices; must divide evenly.
@@ -123,6 +155,7 @@ def validate(c: ml_collections.ConfigDict, device_count: int = 1) -> None:
   """Raise ConfigError naming the first problem found."""
   from hyena_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   from hyena_jax.models import MIXERS  # pylint: disable=g-import-not-at-top
+  from hyena_jax.models import attention as attention_lib  # pylint: disable=g-import-not-at-top
   m, h, o, t = c.model, c.model.hyena, c.optim, c.train
   _check(m.mixer in MIXERS, f'model.mixer={m.mixer!r} is unknown; choose from {sorted(MIXERS)}')
   _check(c.data.name in data_lib.DATASETS,
@@ -146,6 +179,17 @@ def validate(c: ml_collections.ConfigDict, device_count: int = 1) -> None:
     _check(0.0 <= h.dropout < 1.0, f'model.hyena.dropout={h.dropout} must be in [0, 1)')
     _check(h.fft_size is None or h.fft_size >= 2 * c.data.seq_len - 1,
            f'model.hyena.fft_size={h.fft_size} must be >= 2*seq_len-1 = {2 * c.data.seq_len - 1}')
+  if m.mixer == 'attention':
+    a = m.attention
+    _check(a.num_heads > 0 and m.d_model % a.num_heads == 0,
+           f'model.attention.num_heads={a.num_heads} must be positive and divide '
+           f'model.d_model={m.d_model}')
+    _check(0.0 <= a.rotary_pct <= 1.0,
+           f'model.attention.rotary_pct={a.rotary_pct} must be in [0, 1]')
+    r = attention_lib.rotary_dims(m.d_model, a)
+    _check(r % 2 == 0, f'model.attention.rotary_pct={a.rotary_pct} gives {r} rotary dims per '
+           f'head (head dim {m.d_model // a.num_heads}); it must be even')
+    _check(a.rotary_base > 0, f'model.attention.rotary_base={a.rotary_base} must be positive')
   _check(o.lr > 0, f'optim.lr={o.lr} must be positive')
   for name in ('filter_lr', 'pos_emb_lr'):
     _check(o[name] is None or o[name] > 0, f'optim.{name}={o[name]} must be positive or None')
@@ -162,6 +206,7 @@ def validate(c: ml_collections.ConfigDict, device_count: int = 1) -> None:
                'metrics_every_steps'):
     _check(t[name] > 0, f'train.{name}={t[name]} must be positive')
   _validate_eval(c, device_count)
+  _validate_l2t(c, device_count)
   data_lib.DATASETS[c.data.name].validate(c, device_count)
 
 
@@ -178,5 +223,44 @@ def _validate_eval(c: ml_collections.ConfigDict, device_count: int) -> None:
          f'eval.stride={e.stride} must be in [1, data.seq_len={c.data.seq_len}]')
   _check('l2t' not in e.modes or 1 <= e.l2t_window <= c.model.l_max,
          f'eval.l2t_window={e.l2t_window} must be in [1, model.l_max={c.model.l_max}]')
+  _check(e.l2t_every >= 1, f'eval.l2t_every={e.l2t_every} must be >= 1')
   _check(e.batch_size is None or (e.batch_size > 0 and e.batch_size % device_count == 0),
          f'eval.batch_size={e.batch_size} must be positive and divisible by {device_count} devices')
+
+
+def _validate_l2t(c: ml_collections.ConfigDict, device_count: int) -> None:
+  from hyena_jax.l2t import steps as l2t_steps  # pylint: disable=g-import-not-at-top
+  l, d = c.l2t, c.data
+  _check(0.0 <= d.meta_val_fraction < 0.5,
+         f'data.meta_val_fraction={d.meta_val_fraction} must be in [0, 0.5)')
+  _check(l.mode in l2t_steps.MODES, f'l2t.mode={l.mode!r} is unknown; choose from '
+         f'{list(l2t_steps.MODES)}')
+  if l.mode == 'off':
+    return
+  _check(l.lam >= 0, f'l2t.lam={l.lam} must be >= 0')
+  _check(0.0 <= l.w_min <= l.w_max <= 1.0,
+         f'l2t.w_min={l.w_min}, l2t.w_max={l.w_max} must satisfy 0 <= w_min <= w_max <= 1')
+  _check(0.0 <= l.static_w <= 1.0, f'l2t.static_w={l.static_w} must be in [0, 1]')
+  for name in ('hidden', 'mlp_width'):
+    _check(l.dln[name] > 0, f'l2t.dln.{name}={l.dln[name]} must be positive')
+  _check(l.dln.mlp_layers >= 0, f'l2t.dln.mlp_layers={l.dln.mlp_layers} must be >= 0')
+  if l.mode == 'paper':
+    _check(l.paper.memory_size >= c.train.global_batch_size,
+           f'l2t.paper.memory_size={l.paper.memory_size} must be >= train.global_batch_size='
+           f'{c.train.global_batch_size}')
+  if l.mode == 'meta':
+    m = l.meta
+    _check(m.unroll >= 1, f'l2t.meta.unroll={m.unroll} must be >= 1')
+    _check(m.every >= m.unroll, f'l2t.meta.every={m.every} must be >= l2t.meta.unroll='
+           f'{m.unroll} (a meta step is K real student steps)')
+    _check(m.teacher in ('adam', 'lstm'), f'l2t.meta.teacher={m.teacher!r}: use adam or lstm')
+    _check(m.lr > 0 and m.lstm_lr > 0, 'l2t.meta.lr and l2t.meta.lstm_lr must be positive')
+    _check(c.optim.eps_root > 0, f'optim.eps_root={c.optim.eps_root}: l2t.mode=meta '
+           'differentiates through Adam, whose sqrt(v) has an infinite slope at v=0; set e.g. 1e-12')
+    _check(m.val_batch_size is None or (m.val_batch_size > 0 and
+                                         m.val_batch_size % device_count == 0),
+           f'l2t.meta.val_batch_size={m.val_batch_size} must be positive and divisible by '
+           f'{device_count} devices')
+    if c.data.name != 'recall':
+      _check(d.meta_val_fraction > 0, 'l2t.mode=meta needs a meta-validation split: set '
+             'data.meta_val_fraction (e.g. 0.05); valid/test stay held out')

@@ -55,7 +55,7 @@ def evaluate_checkpoint(c, workdir: str, step: int | None = None, log=print) -> 
     for mode in filter(None, e.modes.split(',')):
       t0 = time.time()
       if mode == 'l2t':
-        batches = perplexity.l2t_batches(stream, e.l2t_window, batch_size)
+        batches = perplexity.l2t_batches(stream, e.l2t_window, batch_size, e.l2t_every)
       else:
         stride = L if mode == 'nonoverlap' else (e.stride or max(L // 4, 1))
         batches = perplexity.window_batches(stream, L, stride, batch_size)
@@ -70,6 +70,8 @@ def evaluate_checkpoint(c, workdir: str, step: int | None = None, log=print) -> 
       r = perplexity.summarize(nll, count, n_bytes)
       if mode == 'sliding':
         r['stride'] = stride
+      if mode == 'l2t':
+        r['window_every'] = e.l2t_every
       r['seconds'] = round(time.time() - t0, 1)
       results[split][mode] = r
       log(f'{split:5s} {mode:10s} perplexity {r["perplexity"]:10.3f}'

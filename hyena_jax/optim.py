@@ -45,8 +45,8 @@ def make(c: ml_collections.ConfigDict, params) -> tuple[optax.GradientTransforma
   o = c.optim
   labels = jax.tree_util.tree_map_with_path(lambda p, _: param_label(p), params)
   decay_mask = jax.tree_util.tree_map_with_path(lambda p, _: decays(p), params)
-  adamw = lambda lr, wd, mask: optax.adamw(schedule(c, lr), o.b1, o.b2, o.eps, weight_decay=wd,
-                                           mask=mask)
+  adamw = lambda lr, wd, mask: optax.adamw(schedule(c, lr), o.b1, o.b2, o.eps, o.eps_root,
+                                           weight_decay=wd, mask=mask)
   groups = {
       'default': adamw(o.lr, o.weight_decay, decay_mask),
       'filter': adamw(o.filter_lr or o.lr, o.filter_weight_decay, None),

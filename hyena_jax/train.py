@@ -16,7 +16,9 @@ import numpy as np
 from flax import nnx
 
 from hyena_jax import checkpoint, config_lib, data, metrics, optim, sharding, steps
+from hyena_jax.l2t import steps as l2t_steps
 from hyena_jax.models import LM
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 
 class NonFiniteError(FloatingPointError):
@@ -68,11 +70,16 @@ class Trainer:
     self.tx, self.lr_schedule = optim.make(c, abstract_params)
     self.num_params = num_params(abstract_params)
     repl, batch = sharding.replicated(self.mesh), sharding.batch_sharded(self.mesh)
+    self.l2t = (None if c.l2t.mode == 'off' else
+                l2t_steps.L2T(c, self.graphdef, self.tx, self.lr_schedule))
 
     def init():
       params = init_params(c)
-      return {'step': jnp.zeros((), jnp.int32), 'params': params,
-              'opt_state': self.tx.init(params)}
+      state = {'step': jnp.zeros((), jnp.int32), 'params': params,
+               'opt_state': self.tx.init(params)}
+      if c.l2t.mode in ('paper', 'meta'):
+        state['l2t'] = self.l2t.init(jax.random.fold_in(jax.random.PRNGKey(c.seed), 0x4C3254))
+      return state
 
     self._init = init
     abstract_state = jax.eval_shape(init)
@@ -84,15 +91,32 @@ class Trainer:
 
     def counted_train_step(state, b):
       self.traces += 1
+      if self.l2t is not None:
+        return self.l2t.train_step(state, b)
       return steps.train_step(state, b, graphdef=self.graphdef, tx=self.tx,
                               lr_schedule=self.lr_schedule, seed=c.seed,
                               inject_nan_at_step=c.train.inject_nan_at_step)
 
     self.train_step = jax.jit(counted_train_step, in_shardings=(self.state_sharding, batch),
                               out_shardings=(self.state_sharding, repl), donate_argnums=0)
+    self.meta_step = None
+    if c.l2t.mode == 'meta':
+      m = c.l2t.meta
+      self.meta_K, self.meta_every = m.unroll, m.every
+      self.meta_val_size = m.val_batch_size or c.train.global_batch_size
+      stacked = NamedSharding(self.mesh, P(None, 'data'))
+      self._stack = jax.jit(lambda *bs: jax.tree.map(lambda *x: jnp.stack(x), *bs),
+                            out_shardings=stacked)
+      self.meta_step = jax.jit(self.l2t.meta_step,
+                               in_shardings=(self.state_sharding, stacked, batch),
+                               out_shardings=(self.state_sharding, repl), donate_argnums=0)
     self.eval_step = jax.jit(functools.partial(steps.eval_step, graphdef=self.graphdef),
                              in_shardings=(self.state_sharding['params'], batch),
                              out_shardings=repl)
+
+  def _meta_due(self, step: int) -> bool:
+    return (self.meta_step is not None and step % self.meta_every == 0
+            and step + self.meta_K <= self.c.train.num_steps)
 
   def initial_state(self):
     return jax.jit(self._init, out_shardings=self.state_sharding)()
@@ -131,14 +155,14 @@ class Trainer:
     last = {'train': {}, 'eval': {}}
     window = (time.time(), step)
     last_print = time.time()
-    steps_this_run = 0
+    steps_this_run = calls_this_run = 0
 
-    def check(s, m):
+    def check(s, m, write):
       host = {k: float(sharding.to_host(v)) for k, v in m.items()}
       if not (np.isfinite(host['loss']) and np.isfinite(host['grad_norm'])):
         raise NonFiniteError(f'non-finite loss ({host["loss"]}) at step {s}; the last '
                              f'checkpoint (step {ckpt.latest_step()}) is kept')
-      if s % t.metrics_every_steps == 0 or s == t.num_steps:
+      if write:
         writer.write(s, 'train', host)
       last['train'] = host | {'step': s}
 
@@ -157,19 +181,29 @@ class Trainer:
 
     try:
       while step < t.num_steps:
-        batch = self.dataset.train_batch(step)
-        state, m = self.train_step(state, batch)  # Dispatched; runs while we log the last one.
-        step += 1
-        steps_this_run += 1
-        if steps_this_run == 1:
+        prev = step
+        if self._meta_due(step):
+          batches = [self.dataset.train_batch(step + i) for i in range(self.meta_K)]
+          val = self.dataset.meta_val_batch(step, self.meta_val_size)
+          state, m = self.meta_step(state, self._stack(*batches), val)
+          step += self.meta_K
+        else:
+          batch = self.dataset.train_batch(step)
+          state, m = self.train_step(state, batch)  # Dispatched; runs while we log the last.
+          step += 1
+        calls_this_run += 1
+        steps_this_run += step - prev
+        # A meta step advances K steps: an event is due when its multiple was crossed.
+        crossed = lambda every: step // every > prev // every
+        if calls_this_run == 1:
           window = (time.time(), step)  # Exclude compilation from the rate.
         if pending is not None:
           check(*pending)
-        pending = (step, m)
-        if steps_this_run > 1:
-          progress(step - 1)
-        do_eval = step % t.eval_every_steps == 0 or step == t.num_steps
-        do_save = step % t.checkpoint_every_steps == 0 or step == t.num_steps or term.requested
+        pending = (step, m, crossed(t.metrics_every_steps) or step == t.num_steps)
+        if calls_this_run > 1:
+          progress(prev)
+        do_eval = crossed(t.eval_every_steps) or step == t.num_steps
+        do_save = crossed(t.checkpoint_every_steps) or step == t.num_steps or term.requested
         if do_eval or do_save:
           check(*pending)  # Never evaluate or save a state we have not seen to be finite.
           pending = None

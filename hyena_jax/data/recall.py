@@ -16,7 +16,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from hyena_jax import config_lib
 
-_TRAIN_TAG, _EVAL_TAG = 0, 1
+_TRAIN_TAG, _EVAL_TAG, _META_VAL_TAG = 0, 1, 2
 
 
 def make_sequence(key: jax.Array, seq_len: int, vocab_size: int) -> dict[str, jax.Array]:
@@ -62,6 +62,7 @@ class Recall:
     self.sharding = NamedSharding(mesh, P('data'))
     self._base_key = jax.random.fold_in(jax.random.PRNGKey(c.seed), _TRAIN_TAG)
     self._eval_key = jax.random.fold_in(jax.random.PRNGKey(c.data.eval_seed), _EVAL_TAG)
+    self._meta_val_key = jax.random.fold_in(jax.random.PRNGKey(c.seed), _META_VAL_TAG)
     self.num_eval = c.data.num_eval
     gen = functools.partial(make_batch, seq_len=self.seq_len, vocab_size=self.vocab_size)
     # Generated inside jit straight into the data sharding: every device (and every host)
@@ -70,6 +71,10 @@ class Recall:
 
   def train_batch(self, step: int) -> dict[str, jax.Array]:
     return self._gen(jax.random.fold_in(self._base_key, step), self.batch_size)
+
+  def meta_val_batch(self, step: int, size: int) -> dict[str, jax.Array]:
+    """Fresh sequences for the L2T held-out loss (a stream disjoint from train by its tag)."""
+    return self._gen(jax.random.fold_in(self._meta_val_key, step), size)
 
   def eval_batches(self):
     """The fixed held-out set, in global-batch-sized chunks (the last may be smaller)."""

@@ -182,6 +182,16 @@ class TextDataset:
     self.c, self.L, self.G = c, c.data.seq_len, c.train.global_batch_size
     self.tokenizer, self.streams = token_streams(c)
     self.signature = {'dataset': c.data.name, **self.tokenizer.signature()}
+    frac = c.data.get('meta_val_fraction', 0.0)
+    if frac > 0:
+      # The tail of train, so meta-val text is contiguous and never in a training window.
+      train = self.streams['train']
+      n = int(len(train) * frac)
+      if n < self.L + 1:
+        raise DataError(f'data.meta_val_fraction={frac} leaves {n} tokens of {c.data.name} train '
+                        f'for meta-validation, fewer than one window of seq_len+1={self.L + 1}')
+      self.streams = dict(self.streams, train=train[:len(train) - n],
+                          meta_val=train[len(train) - n:])
     V = self.tokenizer.vocab_size
     exact = c.data.tokenizer in ('word', 'byte')
     if (c.model.vocab_size != V) if exact else (c.model.vocab_size < V):
@@ -206,6 +216,15 @@ class TextDataset:
              'acc_mask': np.ones((w.shape[0], self.L), np.float32)}
     return {k: jax.make_array_from_process_local_data(self.sharding, v, (self.G, self.L))
             for k, v in local.items()}
+
+  def meta_val_batch(self, step: int, size: int):
+    """Windows of the meta-validation split drawn by (seed, step): stateless, so resume is exact."""
+    stream = self.streams['meta_val']
+    n_windows = (len(stream) - 1) // self.L
+    ids = np.random.default_rng([self.c.seed, step, 0x4D4554]).integers(0, n_windows, size)
+    w = np.asarray(stream[ids[:, None] * self.L + np.arange(self.L + 1)[None, :]], np.int32)
+    return self.global_batch({'inputs': w[:, :-1], 'targets': w[:, 1:],
+                              'acc_mask': np.ones((size, self.L), np.float32)})
 
   def global_batch(self, b: dict[str, np.ndarray]):
     """A host-identical global numpy batch placed on the mesh (each host sends its shards)."""

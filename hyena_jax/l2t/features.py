@@ -31,6 +31,24 @@ def token_features(logits_BxLxV: jax.Array, targets_BxL: jax.Array,
   return jnp.stack([lp_y, max_wrong, lp_y - max_wrong, mean_wrong, std_wrong], axis=-1)
 
 
+def token_features_inverted_mask(logits_BxLxV: jax.Array, targets_BxL: jax.Array,
+                                 vocab_size: int | None = None) -> jax.Array:
+  """The official code's features, bug included (`l2t.paper_mask_bug`, for fidelity runs).
+
+  Its mask pushes the wrong classes to -1e9 and leaves the target, so "max wrong" is lp_y,
+  the margin is 0 and the "wrong-class" mean/std are float32 quantisation of -1e9 / 1e7.
+  """
+  logits = logits_BxLxV.astype(jnp.float32)
+  if vocab_size is not None:
+    logits = logits[..., :vocab_size]
+  lp_BxLxV = jax.nn.log_softmax(logits, axis=-1)
+  lp_y = jnp.take_along_axis(lp_BxLxV, targets_BxL[..., None], axis=-1)[..., 0]
+  is_y = jax.nn.one_hot(targets_BxL, logits.shape[-1], dtype=jnp.bool_)
+  masked = lp_BxLxV + jnp.where(is_y, 0.0, -1e9)
+  max_wrong = jnp.max(masked, axis=-1)
+  return jnp.stack([lp_y, max_wrong, lp_y - max_wrong, masked.mean(-1), masked.std(-1)], -1)
+
+
 def standardize_per_sequence(f_BxLxF: jax.Array, eps: float = 1e-5) -> jax.Array:
   """Z-score each feature over the L positions of its sequence."""
   mean = f_BxLxF.mean(axis=1, keepdims=True)

@@ -9,10 +9,14 @@ import ml_collections
 from flax import nnx
 
 from hyena_jax import ops
+from hyena_jax.models.attention import CausalSelfAttention
 from hyena_jax.models.hyena import HyenaOperator, dense
 
-# name -> constructor(d_model, model_cfg, n_layer=, rngs=); attention and Longhorn join here.
-MIXERS: dict[str, Callable[..., nnx.Module]] = {'hyena': HyenaOperator}
+# name -> constructor(d_model, model_cfg, n_layer=, rngs=); Longhorn joins here.
+MIXERS: dict[str, Callable[..., nnx.Module]] = {
+    'hyena': HyenaOperator,
+    'attention': CausalSelfAttention,
+}
 
 
 def padded_vocab(cfg: ml_collections.ConfigDict) -> int:
