@@ -15,6 +15,7 @@ import optax
 from flax import nnx
 
 from hyena_jax.l2t import features
+from hyena_jax.ops import f32
 
 
 class DLN(nnx.Module):
@@ -36,7 +37,7 @@ class DLN(nnx.Module):
 
   def raw(self, f_BxLxF: jax.Array) -> jax.Array:
     """(B,) pre-sigmoid outputs."""
-    h0_BxH = jnp.zeros((f_BxLxF.shape[0], self.hidden), jnp.float32)
+    h0_BxH = jnp.zeros((f_BxLxF.shape[0], self.hidden), f32(f_BxLxF).dtype)
     step = lambda h, f_BxF: (self.cell(h, f_BxF)[0], None)
     h_BxH, _ = jax.lax.scan(step, h0_BxH, jnp.swapaxes(f_BxLxF, 0, 1))
     x = h_BxH
@@ -53,7 +54,7 @@ class DLN(nnx.Module):
 def per_sequence_terms(logits_BxLxV: jax.Array, targets_BxL: jax.Array,
                        vocab_size: int) -> tuple[jax.Array, jax.Array]:
   """(CE_b, R_b): mean cross-entropy and mean squared logit of each sequence (float32)."""
-  z = logits_BxLxV[..., :vocab_size].astype(jnp.float32)
+  z = f32(logits_BxLxV[..., :vocab_size])
   ce_B = optax.softmax_cross_entropy_with_integer_labels(z, targets_BxL).mean(axis=1)
   reg_B = jnp.mean(z**2, axis=(1, 2))
   return ce_B, reg_B

@@ -10,13 +10,15 @@ features are constant; these are the intended ones.
 import jax
 import jax.numpy as jnp
 
+from hyena_jax.ops import f32
+
 NUM_FEATURES = 5
 
 
 def token_features(logits_BxLxV: jax.Array, targets_BxL: jax.Array,
                    vocab_size: int | None = None) -> jax.Array:
   """(B, L, 5) float32 raw features; `vocab_size` drops padded logit columns."""
-  logits = logits_BxLxV.astype(jnp.float32)
+  logits = f32(logits_BxLxV)
   if vocab_size is not None:
     logits = logits[..., :vocab_size]
   V = logits.shape[-1]
@@ -38,7 +40,7 @@ def token_features_inverted_mask(logits_BxLxV: jax.Array, targets_BxL: jax.Array
   Its mask pushes the wrong classes to -1e9 and leaves the target, so "max wrong" is lp_y,
   the margin is 0 and the "wrong-class" mean/std are float32 quantisation of -1e9 / 1e7.
   """
-  logits = logits_BxLxV.astype(jnp.float32)
+  logits = f32(logits_BxLxV)
   if vocab_size is not None:
     logits = logits[..., :vocab_size]
   lp_BxLxV = jax.nn.log_softmax(logits, axis=-1)

@@ -11,7 +11,8 @@ Modes (`l2t.mode`):
           steps are real training steps), as L2T-DLN does. The teacher is Adam on phi or a
           coordinatewise LSTM trained through a second unroll from the same theta_0.
 
-The DLN reads stop_gradient(features): phi reaches theta_K only through the loss weights.
+The meta-gradient is exact (tested against finite differences): phi reaches theta_K through
+every w_k, including w_k's dependence on the student's own predictions at theta_k.
 """
 
 import jax
@@ -96,44 +97,55 @@ class L2T:
   def features(self, logits, targets):
     fn = (features.token_features_inverted_mask if self.l.paper_mask_bug
           else features.token_features)
-    f = fn(jax.lax.stop_gradient(logits), targets, self.vocab)
-    return features.standardize_per_sequence(f)
+    return features.standardize_per_sequence(fn(logits, targets, self.vocab))
 
-  def student_loss(self, params, batch, key, phi):
-    """DLN-weighted loss; differentiable in params (student) and in phi (through w only)."""
-    logits = nnx.merge(self.graphdef, params)(batch['inputs'], key=key)
-    ce_B, reg_B = dln_lib.per_sequence_terms(logits, batch['targets'], self.vocab)
-    f = None
+  def weights(self, logits, targets, phi):
+    """(B,) w_b. A function of the logits too, so the meta-gradient for K > 1 follows
+    phi -> theta_k -> features_k -> w_k; the student's own gradient holds w fixed."""
     if self.mode == 'static':
-      w_B = jnp.full_like(ce_B, self.l.static_w)
-    else:
-      f = self.features(logits, batch['targets'])
-      w_B = nnx.merge(self.dln_graphdef, phi)(f)
-      if self.mode == 'paper':
-        w_B = jax.lax.stop_gradient(w_B)  # The official code detaches w.
+      return jnp.full(logits.shape[:1], self.l.static_w, jnp.float32)
+    w_B = nnx.merge(self.dln_graphdef, phi)(self.features(logits, targets))
+    # The official code detaches w; paper mode's DLN learns only from its side objective.
+    return jax.lax.stop_gradient(w_B) if self.mode == 'paper' else w_B
+
+  def _head_loss(self, logits, w_B, batch):
+    ce_B, reg_B = dln_lib.per_sequence_terms(logits, batch['targets'], self.vocab)
     loss = dln_lib.weighted_loss(ce_B, reg_B, w_B, self.l.lam)
     correct = (jnp.argmax(logits[..., :self.vocab], -1) == batch['targets']).astype(jnp.float32)
     mask = batch['acc_mask']
     w_mean, w_std = _mean_std(w_B)
     aux = {'ce': ce_B.mean(), 'reg': reg_B.mean(), 'w_mean': w_mean, 'w_std': w_std,
            'accuracy': (correct * mask).sum() / jnp.maximum(mask.sum(), 1.0)}
-    return loss, (aux, f, ce_B)
+    return loss, (aux, ce_B)
+
+  def student_grad(self, params, batch, key, phi):
+    """(loss, aux, ce_B, d loss / d params) with w held fixed in the derivative.
+
+    w is an explicit argument of the head loss, so d/dparams skips it, while an outer
+    derivative (the meta-gradient) sees every path from phi to the gradient.
+    """
+    logits, vjp = jax.vjp(lambda p: nnx.merge(self.graphdef, p)(batch['inputs'], key=key),
+                          params)
+    w_B = self.weights(logits, batch['targets'], phi)
+    (loss, (aux, ce_B)), dlogits = jax.value_and_grad(self._head_loss, has_aux=True)(
+        logits, w_B, batch)
+    return loss, aux, ce_B, logits, vjp(dlogits)[0]
 
   def _student_update(self, params, opt_state, batch, key, phi):
-    grad_fn = jax.value_and_grad(self.student_loss, has_aux=True)
-    (loss, (aux, f, ce_B)), g = grad_fn(params, batch, key, phi)
+    loss, aux, ce_B, logits, g = self.student_grad(params, batch, key, phi)
     updates, opt_state = self.tx.update(g, opt_state, params)
     metrics = aux | {'loss': loss, 'grad_norm': optax.tree.norm(g)}
-    return optax.apply_updates(params, updates), opt_state, metrics, f, ce_B
+    return optax.apply_updates(params, updates), opt_state, metrics, logits, ce_B
 
   # ------------------------------------------------------------------ plain step
 
   def train_step(self, state, batch):
     step, l2 = state['step'], dict(state.get('l2t', {}))
     key = jax.random.fold_in(self.base_key, step)
-    params, opt_state, metrics, f, ce_B = self._student_update(
+    params, opt_state, metrics, logits, ce_B = self._student_update(
         state['params'], state['opt_state'], batch, key, l2.get('dln'))
     if self.mode == 'paper':
+      f = jax.lax.stop_gradient(self.features(logits, batch['targets']))
       l2, side = self._paper_update(l2, f, ce_B, jax.random.fold_in(key, 1))
       metrics |= side
     metrics['lr'] = self.lr_schedule(step)

@@ -122,7 +122,7 @@ def lstm_update(psi: dict, hc: dict, g_P: jax.Array, hist_3: jax.Array, lr: floa
   normalised meta-gradient descent and learns a coordinatewise correction on top."""
   g_P = jax.lax.stop_gradient(g_P)
   x = jnp.concatenate([preprocess(g_P), jnp.broadcast_to(hist_3, (g_P.shape[0], 3))], -1)
-  gates = jnp.concatenate([x, hc['h']], -1) @ psi['w'] + psi['b']
+  gates = jnp.concatenate([x, hc['h']], -1) @ psi['w'] + psi['b'][None]
   i, f, o, u = jnp.split(gates, 4, axis=-1)
   c = jax.nn.sigmoid(f) * hc['c'] + jax.nn.sigmoid(i) * jnp.tanh(u)
   h = jax.nn.sigmoid(o) * jnp.tanh(c)

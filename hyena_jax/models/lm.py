@@ -63,8 +63,9 @@ class LM(nnx.Module):
     self.n_layer, self.embed_dropout = cfg.n_layer, cfg.embed_dropout
     self.vocab_size = cfg.vocab_size
     self.dtype = jnp.dtype(cfg.dtype)
-    self.embed = nnx.Embed(padded_vocab(cfg), cfg.d_model, embedding_init=nnx.initializers.normal(
-        0.02), rngs=rngs)
+    # dtype given explicitly: nnx.Embed would otherwise look up in float32 whatever the table.
+    self.embed = nnx.Embed(padded_vocab(cfg), cfg.d_model, dtype=self.dtype,
+                           embedding_init=nnx.initializers.normal(0.02), rngs=rngs)
     self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layer)])
     self.ln_f = nnx.LayerNorm(cfg.d_model, epsilon=cfg.layer_norm_eps, rngs=rngs)
 
@@ -81,8 +82,7 @@ class LM(nnx.Module):
       x_BxLxD = block(x_BxLxD, k)
     x_BxLxD = self.ln_f(x_BxLxD)
     table_VxD = self.embed.embedding[...]
-    logits = jnp.einsum('bld,vd->blv', x_BxLxD.astype(jnp.float32),
-                        table_VxD.astype(jnp.float32))
+    logits = jnp.einsum('bld,vd->blv', ops.f32(x_BxLxD), ops.f32(table_VxD))
     if table_VxD.shape[0] == self.vocab_size:
       return logits
     real_V = jnp.arange(table_VxD.shape[0]) < self.vocab_size

@@ -3,6 +3,8 @@
 import jax
 import jax.numpy as jnp
 
+from hyena_jax.ops.misc import f32
+
 
 def fftconv(u_BxLxC: jax.Array, h_LxC: jax.Array, skip_C: jax.Array | None = None,
             fft_size: int | None = None) -> jax.Array:
@@ -24,12 +26,12 @@ def fftconv(u_BxLxC: jax.Array, h_LxC: jax.Array, skip_C: jax.Array | None = Non
   n = 2 * L if fft_size is None else fft_size
   if n < 2 * L - 1:
     raise ValueError(f'fft_size {n} < 2L-1 = {2 * L - 1} would wrap the convolution around')
-  u32_BxLxC = u_BxLxC.astype(jnp.float32)
+  u32_BxLxC = f32(u_BxLxC)
   uf_BxFxC = jnp.fft.rfft(u32_BxLxC, n=n, axis=1)
-  hf_FxC = jnp.fft.rfft(h_LxC.astype(jnp.float32), n=n, axis=0)
+  hf_FxC = jnp.fft.rfft(f32(h_LxC), n=n, axis=0)
   y_BxLxC = jnp.fft.irfft(uf_BxFxC * hf_FxC[None], n=n, axis=1)[:, :L]
   if skip_C is not None:
-    y_BxLxC = y_BxLxC + u32_BxLxC * skip_C.astype(jnp.float32)[None, None]
+    y_BxLxC = y_BxLxC + u32_BxLxC * f32(skip_C)[None, None]
   return y_BxLxC.astype(u_BxLxC.dtype)
 
 

@@ -14,3 +14,8 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
     return x
   keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
   return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+def f32(x: jax.Array) -> jax.Array:
+  """At least float32: half precision is promoted, float64 (the X64 gradient tests) is kept."""
+  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
