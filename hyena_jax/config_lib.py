@@ -256,7 +256,8 @@ def _validate_l2t(c: ml_collections.ConfigDict, device_count: int) -> None:
     _check(m.teacher in ('adam', 'lstm'), f'l2t.meta.teacher={m.teacher!r}: use adam or lstm')
     _check(m.lr > 0 and m.lstm_lr > 0, 'l2t.meta.lr and l2t.meta.lstm_lr must be positive')
     _check(c.optim.eps_root > 0, f'optim.eps_root={c.optim.eps_root}: l2t.mode=meta '
-           'differentiates through Adam, whose sqrt(v) has an infinite slope at v=0; set e.g. 1e-12')
+           'differentiates through Adam, whose sqrt(v) has an infinite slope at v=0; '
+           'set e.g. 1e-12')
     _check(m.val_batch_size is None or (m.val_batch_size > 0 and
                                          m.val_batch_size % device_count == 0),
            f'l2t.meta.val_batch_size={m.val_batch_size} must be positive and divisible by '

@@ -48,8 +48,9 @@ def _setup(tx_kind: str, K: int, dtype: str = 'float64'):
   # Random DLN heads (they start at zero): every path from phi to w is exercised.
   leaves, tdef = jax.tree.flatten(phi)
   keys = jax.random.split(jax.random.PRNGKey(2), len(leaves))
-  phi = (_to64 if dtype == 'float64' else (lambda t: t))(jax.tree.unflatten(tdef, [x + 0.5 * jax.random.normal(k, x.shape)
-                                        for x, k in zip(leaves, keys)]))
+  phi = jax.tree.unflatten(tdef, [x + 0.5 * jax.random.normal(k, x.shape)
+                                  for x, k in zip(leaves, keys)])
+  phi = _to64(phi) if dtype == 'float64' else phi
   opt_state = tx.init(params)
   keys = jax.random.split(jax.random.PRNGKey(3), K + 3)
   if tx_kind != 'sgd':  # Two warm-up steps: Adam's first step is sign(g) (scale-free in w).

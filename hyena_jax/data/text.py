@@ -218,7 +218,7 @@ class TextDataset:
             for k, v in local.items()}
 
   def meta_val_batch(self, step: int, size: int):
-    """Windows of the meta-validation split drawn by (seed, step): stateless, so resume is exact."""
+    """Meta-validation windows drawn by (seed, step): stateless, so resume is exact."""
     stream = self.streams['meta_val']
     n_windows = (len(stream) - 1) // self.L
     ids = np.random.default_rng([self.c.seed, step, 0x4D4554]).integers(0, n_windows, size)
