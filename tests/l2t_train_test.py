@@ -153,3 +153,22 @@ def test_every_l2t_ptb_arm_is_valid_and_sized_like_the_paper_student():
   assert abs(counts['transformer'] - counts['ce']) / counts['ce'] < 0.002
   with pytest.raises(ValueError, match='unknown arm'):
     config_lib.load_config_file(cfg, 'nope')
+
+
+def test_meta_mode_on_eight_devices_matches_one_device(tmp_path):
+  """The meta step (stacked K batches sharded on 'data', held-out batch, LSTM teacher) is
+  data parallel like the plain step: same per-step numbers on 1 and 8 fake devices."""
+  run = helpers.TINY + ('--config.train.num_steps=7', '--config.train.eval_every_steps=7',
+                        '--config.l2t.mode=meta', '--config.l2t.meta.unroll=2',
+                        '--config.l2t.meta.every=3', '--config.l2t.meta.teacher=lstm',
+                        '--config.optim.eps_root=1e-12', '--config.l2t.dln.mlp_width=16')
+  procs = [helpers.CliProcess(tmp_path / str(n), *run, log_dir=tmp_path, name=str(n), devices=n)
+           for n in (1, 8)]
+  with helpers.killing_on_exit(*procs):
+    assert helpers.wait_all(*procs) == [0, 0], [p.describe() for p in procs]
+  for key in ('loss', 'w_mean', 'heldout_loss'):
+    one, eight = ({r['step']: r[key] for r in helpers.read_metrics(tmp_path / str(n))
+                   if r['split'] == 'train' and key in r} for n in (1, 8))
+    assert sorted(one) == sorted(eight) and len(one) >= 2, (key, one, eight)
+    np.testing.assert_allclose([eight[s] for s in sorted(one)], [one[s] for s in sorted(one)],
+                               rtol=0, atol=1e-5, err_msg=key)
