@@ -51,11 +51,12 @@ def _run(wd: str) -> dict:
   }
 
 
-def _ms(xs):
+def _ms(xs, digits=2):
   xs = [x for x in xs if x is not None]
   if not xs:
     return None
-  return [round(statistics.mean(xs), 2), round(statistics.stdev(xs), 2) if len(xs) > 1 else 0.0]
+  return [round(statistics.mean(xs), digits),
+          round(statistics.stdev(xs), digits) if len(xs) > 1 else 0.0]
 
 
 def collect(runs_dir: str, out: str) -> None:
@@ -71,7 +72,7 @@ def collect(runs_dir: str, out: str) -> None:
     summary[arm] = {k: _ms([r[k] for r in rs]) for k in
                     ('valid_nonoverlap', 'test_nonoverlap', 'valid_l2t_metric', 'train_seconds')}
     summary[arm].update(seeds=sorted(r['seed'] for r in rs), num_params=rs[0]['num_params'],
-                        steps=rs[0]['steps'], final_w_mean=_ms(last_w),
+                        steps=rs[0]['steps'], final_w_mean=_ms(last_w, 4),
                         paper_valid=PAPER.get(arm))
   with open(out, 'w') as f:
     json.dump({'summary': summary, 'runs': runs,
@@ -79,14 +80,15 @@ def collect(runs_dir: str, out: str) -> None:
                              'their window metric); not the same budget as these runs'}, f,
               indent=1)
   print(f'wrote {out}\n')
-  fmt = lambda v: '—' if v is None else (f'{v[0]:.1f} ± {v[1]:.1f}' if v[1] else f'{v[0]:.1f}')
+  fmt = lambda v, d=1: '—' if v is None else (f'{v[0]:.{d}f} ± {v[1]:.{d}f}' if v[1]
+                                               else f'{v[0]:.{d}f}')
   print('| arm | params | valid ppl | test ppl | paper metric (valid) | final mean w | '
         'train s | paper (valid, their metric) |')
   print('|---|---|---|---|---|---|---|---|')
   for arm, s in summary.items():
     print(f'| {LABEL[arm]} | {s["num_params"]:,} | {fmt(s["valid_nonoverlap"])} | '
           f'{fmt(s["test_nonoverlap"])} | {fmt(s["valid_l2t_metric"])} | '
-          f'{fmt(s["final_w_mean"]) if s["final_w_mean"] else "—"} | '
+          f'{fmt(s["final_w_mean"], 3) if s["final_w_mean"] else "—"} | '
           f'{fmt(s["train_seconds"])} | {s["paper_valid"] or "—"} |')
 
 

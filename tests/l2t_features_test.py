@@ -45,3 +45,17 @@ def test_standardize_per_sequence_zero_mean_unit_std():
   z = np.asarray(features.standardize_per_sequence(f))
   np.testing.assert_allclose(z.mean(axis=1), 0.0, atol=1e-5)
   np.testing.assert_allclose(z.std(axis=1), 1.0, atol=1e-3)
+
+
+def test_paper_mask_bug_emulation_reproduces_the_official_constants():
+  # l2t.paper_mask_bug=True: max-wrong == lp_y, margin == 0, "wrong" mean ~ -1e9 (V-1)/V.
+  rng = np.random.default_rng(3)
+  V = 50
+  logits = jnp.asarray(rng.normal(0, 2, (2, 6, V)), jnp.float32)
+  targets = jnp.asarray(rng.integers(0, V, (2, 6)))
+  f = np.asarray(features.token_features_inverted_mask(logits, targets, V))
+  good = np.asarray(features.token_features(logits, targets, V))
+  np.testing.assert_array_equal(f[..., 1], f[..., 0])
+  np.testing.assert_array_equal(f[..., 2], 0.0)
+  np.testing.assert_allclose(f[..., 3], -1e9 * (V - 1) / V, rtol=1e-6)
+  np.testing.assert_allclose(f[..., 0], good[..., 0], rtol=1e-6)
