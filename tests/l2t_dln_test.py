@@ -17,9 +17,16 @@ def test_weights_stay_in_range_for_extreme_features():
     assert w.shape == (3,) and np.all(w >= 0.05) and np.all(w <= 0.95), (scale, w)
 
 
-def test_weights_depend_on_the_features_and_are_differentiable():
+def test_weights_start_at_one_half_then_depend_on_the_features_and_are_differentiable():
   net = dln.DLN(16, rngs=nnx.Rngs(0))
   f = jax.random.normal(jax.random.PRNGKey(2), (4, 8, 5))
+  np.testing.assert_array_equal(np.asarray(net(f)), 0.5)  # Zero-initialised heads.
+  graphdef, params = nnx.split(net, nnx.Param)
+  g0 = jax.grad(lambda p: nnx.merge(graphdef, p)(f).sum())(params)
+  assert float(jnp.abs(g0['out']['kernel'][...]).sum()) > 0  # ... and the teacher can move them.
+  k = jax.random.PRNGKey(3)
+  net.out.kernel[...] = jax.random.normal(k, net.out.kernel[...].shape)
+  net.skip.kernel[...] = jax.random.normal(k, net.skip.kernel[...].shape)
   w = np.asarray(net(f))
   assert np.ptp(w) > 0  # Different sequences, different weights.
   graphdef, params = nnx.split(net, nnx.Param)
