@@ -199,7 +199,9 @@ class Trainer:
           window = (time.time(), step)  # Exclude compilation from the rate.
         if pending is not None:
           check(*pending)
-        pending = (step, m, crossed(t.metrics_every_steps) or step == t.num_steps)
+        # Meta steps are rare and carry the teacher's signals: always logged.
+        pending = (step, m, crossed(t.metrics_every_steps) or step == t.num_steps
+                   or step - prev > 1 or 'heldout_loss' in m)
         if calls_this_run > 1:
           progress(prev)
         do_eval = crossed(t.eval_every_steps) or step == t.num_steps
