@@ -10,7 +10,7 @@ import optax
 import pytest
 from flax import nnx
 
-from models_test import future_leak
+from models_test import future_leak, lm_embed_to_logits
 from hyena_jax import config_lib, ops
 from hyena_jax.models import LM, CausalSelfAttention, padded_vocab
 
@@ -139,12 +139,7 @@ def test_lm_with_attention_is_causal():
   model = LM(c.model, rngs=nnx.Rngs(0))
   graphdef, params = nnx.split(model)
   L = 16
-
-  def embed_to_logits(x_BxLxD):
-    m = nnx.merge(graphdef, params)
-    for block in m.blocks:
-      x_BxLxD = block(x_BxLxD)
-    return m.ln_f(x_BxLxD) @ m.embed.embedding[...].T
+  embed_to_logits = lm_embed_to_logits(graphdef, params)
 
   tokens = jax.random.randint(jax.random.PRNGKey(0), (2, L), 0, c.model.vocab_size)
   logits = model(tokens)

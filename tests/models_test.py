@@ -58,6 +58,18 @@ def test_operator_shapes_and_causality(order):
   assert leak <= 1e-6 * scale, (leak, scale)
 
 
+def lm_embed_to_logits(graphdef, params):
+  """The LM after its embedding lookup, so causality tests can perturb embeddings directly."""
+
+  def embed_to_logits(x_BxLxD):
+    m = nnx.merge(graphdef, params)
+    for block in m.blocks:
+      x_BxLxD = block(x_BxLxD)
+    return m.ln_f(x_BxLxD) @ m.embed.embedding[...].T
+
+  return embed_to_logits
+
+
 class LMTest(chex.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)
@@ -66,13 +78,7 @@ class LMTest(chex.TestCase):
     model = LM(c.model, rngs=nnx.Rngs(0))
     graphdef, params = nnx.split(model)
     L = 16
-
-    def embed_to_logits(x_BxLxD):
-      # Causality of everything after the embedding lookup: perturb embeddings directly.
-      m = nnx.merge(graphdef, params)
-      for block in m.blocks:
-        x_BxLxD = block(x_BxLxD)
-      return m.ln_f(x_BxLxD) @ m.embed.embedding[...].T
+    embed_to_logits = lm_embed_to_logits(graphdef, params)
 
     tokens = jax.random.randint(jax.random.PRNGKey(0), (2, L), 0, c.model.vocab_size)
     logits = self.variant(lambda p, t: nnx.merge(graphdef, p)(t))(params, tokens)
