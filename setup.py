@@ -25,9 +25,11 @@ setup(
         'tensorboardX>=2.6',
     ],
     extras_require={
-        'test': ['pytest>=8', 'pytest-xdist>=3'],
+        # torch: the CPU wheel of exactly this version (any other pulls a CUDA build);
+        # transformers: tests/neox_import_test.py's GPT-NeoX reference (tested on 5.24).
+        'test': ['pytest>=8', 'pytest-xdist>=3', 'torch==2.13.0', 'transformers>=5.24,<6'],
         'plot': ['matplotlib'],  # benchmarks/text_results.py plot
-        # Loading safari checkpoints saved as torch files (weights_only=True).
-        'torch': ['torch'],
+        # Loading safari / GPT-NeoX checkpoints saved as torch files (weights_only=True).
+        'torch': ['torch==2.13.0'],
     },
 )

@@ -6,6 +6,7 @@
 
 ARM (the L2T issue's table; `bash benchmarks/l2t_ptb.sh` runs them all for 2 seeds):
   transformer  causal attention of the same size, CE only
+  longhorn     the Longhorn SSM (5 blocks without MLP, expand 2, d_state 16), CE only
   ce           Hyena, CE only
   static25     Hyena, (1 - w) CE + w 0.1 mean(logits^2) at fixed w = 0.25
   static50     the same at w = 0.5
@@ -23,7 +24,7 @@ batches and dropout. Budget and results: README "L2T-Hyena on PTB".
 
 from hyena_jax import config_lib
 
-ARMS = ('transformer', 'ce', 'static25', 'static50', 'paper', 'meta1', 'meta5lstm')
+ARMS = ('transformer', 'longhorn', 'ce', 'static25', 'static50', 'paper', 'meta1', 'meta5lstm')
 
 
 def get_config(arg: str = 'ce'):
@@ -47,6 +48,10 @@ def get_config(arg: str = 'ce'):
     m.mixer = 'attention'
     m.attention.update(num_heads=8, rotary_pct=0.25)
     m.d_inner = 568  # 4,783,840 parameters: within 0.2% of the Hyena student.
+  elif arm == 'longhorn':
+    m.mixer = 'longhorn'
+    # 4,710,912 parameters (1.7% fewer): the closest layer count; blocks have no MLP.
+    m.n_layer, m.d_inner = 5, 0
   c.optim.update(lr=1.5e-3, weight_decay=0.1, warmup_steps=100, min_lr_ratio=0.05,
                  grad_clip=1.0, eps_root=1e-12)
   c.train.update(global_batch_size=32, num_steps=400, eval_every_steps=100,

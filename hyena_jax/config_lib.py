@@ -35,6 +35,11 @@ def base_config() -> ml_collections.ConfigDict:
   # Tail of the training stream held out as the L2T meta-validation split (never trained on,
   # never the reported valid/test). Set it for every arm of a comparison, not only meta.
   c.data.meta_val_fraction = 0.0
+  # data.name=mqar (zoology's multi-query recall): n key-value pairs, each key queried once
+  # at a power-law gap p(g) ∝ g^(power_a-1); filler tokens random (True) or 0. Trains on
+  # the queries only. Needs model.vocab_size >= data.vocab_size (no marker token).
+  c.data.mqar = ml_collections.ConfigDict(
+      {'num_kv_pairs': 8, 'power_a': 0.01, 'random_non_queries': True})
 
   m = c.model = ml_collections.ConfigDict()
   m.mixer = 'hyena'                # Sequence mixer: one of hyena_jax.models.MIXERS.
@@ -42,7 +47,12 @@ def base_config() -> ml_collections.ConfigDict:
   m.pad_vocab_to = 8               # Embedding rows padded to a multiple of this (safari).
   m.d_model = 64
   m.n_layer = 2
-  m.d_inner = 256                  # MLP width.
+  m.d_inner = 256                  # MLP width; 0: blocks without an MLP (the mixer alone).
+  # sequential: x + mixer(LN1 x), then + MLP(LN2 of that); parallel (GPT-NeoX
+  # use_parallel_residual): x + mixer(LN1 x) + MLP(LN2 x).
+  m.residual = 'sequential'
+  m.gelu = 'tanh'                  # MLP GELU: tanh approximation, or exact (erf; NeoX 'gelu').
+  m.tie_embeddings = True          # False: a separate output table (NeoX embed_out, no bias).
   # Longest sequence the filters are built for. A derived reference (`* 1`), not the bare
   # one: it follows data.seq_len, yet overriding model.l_max does not rewrite data.seq_len.
   m.l_max = c.data.get_ref('seq_len') * 1
@@ -70,6 +80,14 @@ def base_config() -> ml_collections.ConfigDict:
   m.attention.num_heads = 8
   m.attention.rotary_pct = 0.25    # Fraction of each head's dims rotated (NeoX rotary_pct).
   m.attention.rotary_base = 10000.0
+  # model.mixer='longhorn' (Liu et al. 2024): blocks without MLP (model.d_inner=0) in the paper.
+  m.longhorn = ml_collections.ConfigDict()
+  m.longhorn.d_state = 16          # N: state size per channel.
+  m.longhorn.expand = 2            # E: inner width E * d_model.
+  m.longhorn.d_conv = 4            # Causal depthwise conv width.
+  m.longhorn.dt_rank = 0           # R of the low-rank beta projection; 0: ceil(d_model / 16).
+  m.longhorn.scan = 'auto'         # auto | sequential | chunked | associative | reference
+  m.longhorn.chunk = 64            # Tokens per checkpointed chunk (sequential, chunked).
 
   o = c.optim = ml_collections.ConfigDict()
   o.lr = 5e-4
@@ -156,12 +174,19 @@ def validate(c: ml_collections.ConfigDict, device_count: int = 1) -> None:
   from hyena_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   from hyena_jax.models import MIXERS  # pylint: disable=g-import-not-at-top
   from hyena_jax.models import attention as attention_lib  # pylint: disable=g-import-not-at-top
+  from hyena_jax.ops import longhorn as longhorn_ops  # pylint: disable=g-import-not-at-top
   m, h, o, t = c.model, c.model.hyena, c.optim, c.train
   _check(m.mixer in MIXERS, f'model.mixer={m.mixer!r} is unknown; choose from {sorted(MIXERS)}')
   _check(c.data.name in data_lib.DATASETS,
          f'data.name={c.data.name!r} is unknown; choose from {sorted(data_lib.DATASETS)}')
-  for name in ('d_model', 'n_layer', 'd_inner', 'l_max', 'vocab_size', 'pad_vocab_to'):
+  for name in ('d_model', 'n_layer', 'l_max', 'vocab_size', 'pad_vocab_to'):
     _check(m[name] > 0, f'model.{name}={m[name]} must be positive')
+  _check(m.d_inner >= 0, f'model.d_inner={m.d_inner} must be >= 0 (0: blocks without an MLP)')
+  _check(m.residual in ('sequential', 'parallel'),
+         f'model.residual={m.residual!r} must be sequential or parallel')
+  _check(m.gelu in ('tanh', 'exact'), f'model.gelu={m.gelu!r} must be tanh or exact')
+  _check(isinstance(m.tie_embeddings, bool),
+         f'model.tie_embeddings={m.tie_embeddings!r} must be True or False')
   _check(c.data.seq_len > 0, f'data.seq_len={c.data.seq_len} must be positive')
   _check(c.data.seq_len <= m.l_max,
          f'data.seq_len={c.data.seq_len} exceeds model.l_max={m.l_max}')
@@ -190,6 +215,13 @@ def validate(c: ml_collections.ConfigDict, device_count: int = 1) -> None:
     _check(r % 2 == 0, f'model.attention.rotary_pct={a.rotary_pct} gives {r} rotary dims per '
            f'head (head dim {m.d_model // a.num_heads}); it must be even')
     _check(a.rotary_base > 0, f'model.attention.rotary_base={a.rotary_base} must be positive')
+  if m.mixer == 'longhorn':
+    lc = m.longhorn
+    for name in ('d_state', 'expand', 'd_conv', 'chunk'):
+      _check(lc[name] >= 1, f'model.longhorn.{name}={lc[name]} must be >= 1')
+    _check(lc.dt_rank >= 0, f'model.longhorn.dt_rank={lc.dt_rank} must be >= 0 (0: auto)')
+    _check(lc.scan in longhorn_ops.SCANS,
+           f'model.longhorn.scan={lc.scan!r} is unknown; choose from {list(longhorn_ops.SCANS)}')
   _check(o.lr > 0, f'optim.lr={o.lr} must be positive')
   for name in ('filter_lr', 'pos_emb_lr'):
     _check(o[name] is None or o[name] > 0, f'optim.{name}={o[name]} must be positive or None')

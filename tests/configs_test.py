@@ -20,12 +20,14 @@ TINY = {'data.seq_len': 32, 'model.l_max': 32, 'train.global_batch_size': 2,
         'train.checkpoint_every_steps': 1, 'train.eval_every_steps': 1,
         'data.eval_max_tokens': 256, 'eval.l2t_window': 16}
 NO_DATA_HERE = {'hyena_pile_153m', 'wikitext103_hyena_125m'}  # Not obtainable offline.
-LOCAL_TEXT = {'ptb_hyena', 'wikitext2_hyena', 'l2t_ptb'}  # Prepared from the shared offline copies.
+LOCAL_TEXT = {'ptb_hyena', 'wikitext2_hyena', 'l2t_ptb',  # Prepared from the shared offline copies.
+              'ptb_transformer', 'wikitext2_transformer', 'pythia_70m'}
 
 
 def test_there_are_configs():
   assert {'default', 'recall_paper', 'hyena_pile_153m', 'wikitext103_hyena_125m', 'ptb_hyena',
-          'wikitext2_hyena'} <= set(CONFIG_NAMES)
+          'wikitext2_hyena', 'ptb_transformer', 'wikitext2_transformer',
+          'pythia_70m'} <= set(CONFIG_NAMES)
 
 
 @pytest.mark.parametrize('name', CONFIG_NAMES)

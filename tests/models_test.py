@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
+from flax import nnx, traverse_util
 
 from hyena_jax import config_lib, ops
 from hyena_jax.models import LM, HyenaOperator, padded_vocab
@@ -135,3 +135,85 @@ def test_bfloat16_compute_keeps_float32_logits():
   logits = model(jnp.zeros((1, 16), jnp.int32))
   assert logits.dtype == jnp.float32
   chex.assert_tree_all_finite(logits)
+
+
+def test_pythia_70m_parameter_count():
+  c = load_config('pythia_70m')
+  assert _count(c.model) == 70_426_624  # EleutherAI/pythia-70m (distill.md §3.1).
+  c.model.tie_embeddings = True
+  assert _count(c.model) == 70_426_624 - 50304 * 512
+
+
+@pytest.mark.parametrize('hyena,transformer', [('ptb_hyena', 'ptb_transformer'),
+                                               ('wikitext2_hyena', 'wikitext2_transformer')])
+def test_transformer_baselines_match_hyena_parameter_counts(hyena, transformer):
+  h, t = load_config(hyena), load_config(transformer)
+  assert (h.model.mixer, t.model.mixer) == ('hyena', 'attention')
+  assert t.data.to_dict() == h.data.to_dict() and t.optim.to_dict() == h.optim.to_dict()
+  n_h, n_t = _count(h.model), _count(t.model)
+  assert abs(n_t - n_h) <= 0.01 * n_h, (n_h, n_t)
+
+
+def _option_cfg(**kw):
+  c = small_cfg()
+  c.model.mixer = 'attention'
+  c.model.attention.update(num_heads=2, rotary_pct=0.5)
+  c.model.update(**kw)
+  return c.model
+
+
+def _randomized(model, seed=0):
+  """Params at a scale where each branch of the block visibly moves the output."""
+  state = nnx.state(model, nnx.Param)
+  keys = iter(jax.random.split(jax.random.PRNGKey(seed), len(jax.tree.leaves(state))))
+  nnx.update(model, jax.tree.map(lambda p: p + 0.3 * jax.random.normal(next(keys), p.shape),
+                                 state))
+  return model
+
+
+def test_parallel_residual_and_exact_gelu_follow_their_equations():
+  m = _option_cfg(residual='parallel', gelu='exact')
+  block = _randomized(LM(m, rngs=nnx.Rngs(0))).blocks[0]
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 16, 8))
+  mlp = block.mlp
+  erf_gelu = lambda u: 0.5 * u * (1.0 + jax.scipy.special.erf(u / np.sqrt(2.0)))
+  mlp_out = mlp.fc2(erf_gelu(mlp.fc1(block.ln2(x))))
+  want = x + block.mixer(block.ln1(x)) + mlp_out
+  chex.assert_trees_all_close(block(x), want, atol=1e-5)
+  # The defaults (sequential, tanh GELU) are a different function of the same weights.
+  m.update(residual='sequential', gelu='tanh')
+  seq = LM(m, rngs=nnx.Rngs(0)).blocks[0]
+  nnx.update(seq, nnx.state(block, nnx.Param))
+  h = x + seq.mixer(seq.ln1(x))
+  chex.assert_trees_all_close(seq(x), h + seq.mlp(seq.ln2(h)), atol=1e-5)
+  assert float(jnp.abs(seq(x) - want).max()) > 1e-2
+
+
+def test_d_inner_zero_is_a_block_without_mlp():
+  c = small_cfg()
+  c.model.d_inner = 0
+  config_lib.validate(c)
+  model = LM(c.model, rngs=nnx.Rngs(0))
+  block = model.blocks[0]
+  assert block.mlp is None and block.ln2 is None
+  paths = traverse_util.flatten_dict(nnx.to_pure_dict(nnx.state(model)))
+  # The Hyena filter has an `mlp` of its own: look at the block level only.
+  assert {p[2] for p in paths if p[0] == 'blocks'} == {'ln1', 'mixer'}, sorted(paths)
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 16, 8))
+  chex.assert_trees_all_close(block(x), x + block.mixer(block.ln1(x)), atol=1e-6)
+
+
+def test_untied_head_is_its_own_table_and_padding_stays_masked():
+  m = _option_cfg(tie_embeddings=False, vocab_size=29)  # Padded to 32 rows.
+  model = LM(m, rngs=nnx.Rngs(0))
+  assert model.head.embedding.shape == model.embed.embedding.shape == (32, 8)
+  assert abs(float(jnp.std(model.head.embedding[...])) - 0.02) < 0.005
+  assert not np.allclose(model.head.embedding[...], model.embed.embedding[...])
+  tokens = jnp.arange(16)[None] % 29
+  logits = model(tokens)
+  h = model.ln_f(model(tokens, return_hidden=True)[1][-1])
+  chex.assert_trees_all_close(logits[..., :29], (h @ model.head.embedding[...].T)[..., :29],
+                              atol=1e-6)
+  assert bool(jnp.all(logits[..., 29:] == -1e9))
+  tied = LM(_option_cfg(vocab_size=29), rngs=nnx.Rngs(0))
+  assert tied.head is None

@@ -11,11 +11,13 @@ from flax import nnx
 from hyena_jax import ops
 from hyena_jax.models.attention import CausalSelfAttention
 from hyena_jax.models.hyena import HyenaOperator, dense
+from hyena_jax.models.longhorn import LonghornMixer
 
-# name -> constructor(d_model, model_cfg, n_layer=, rngs=); Longhorn joins here.
+# name -> constructor(d_model, model_cfg, n_layer=, rngs=).
 MIXERS: dict[str, Callable[..., nnx.Module]] = {
     'hyena': HyenaOperator,
     'attention': CausalSelfAttention,
+    'longhorn': LonghornMixer,
 }
 
 
@@ -24,42 +26,61 @@ def padded_vocab(cfg: ml_collections.ConfigDict) -> int:
   return int(math.ceil(cfg.vocab_size / m) * m)
 
 
+RESIDUALS = ('sequential', 'parallel')
+GELUS = {'tanh': True, 'exact': False}  # model.gelu -> jax.nn.gelu(approximate=).
+
+
 class Mlp(nnx.Module):
 
-  def __init__(self, d_model: int, d_inner: int, n_layer: int, dtype, rngs: nnx.Rngs):
+  def __init__(self, d_model: int, d_inner: int, n_layer: int, dtype, rngs: nnx.Rngs, *,
+               approximate: bool = True):
     self.fc1 = dense(d_model, d_inner, rngs, dtype=dtype)
     self.fc2 = dense(d_inner, d_model, rngs, std=0.02 / math.sqrt(2 * n_layer), dtype=dtype)
+    self.approximate = approximate
 
   def __call__(self, x):
-    return self.fc2(jax.nn.gelu(self.fc1(x), approximate=True))
+    return self.fc2(jax.nn.gelu(self.fc1(x), approximate=self.approximate))
 
 
 class Block(nnx.Module):
-  """Pre-LN residual block: x + mixer(LN(x)), then x + MLP(LN(x))."""
+  """Pre-LN residual block: x + mixer(LN1 x), then + MLP(LN2 of that) ('sequential'), or
+  x + mixer(LN1 x) + MLP(LN2 x) ('parallel', GPT-NeoX). d_inner = 0: the mixer alone."""
 
   def __init__(self, cfg: ml_collections.ConfigDict, rngs: nnx.Rngs):
     dtype = jnp.dtype(cfg.dtype)
     ln = lambda: nnx.LayerNorm(cfg.d_model, epsilon=cfg.layer_norm_eps, rngs=rngs)
-    self.ln1, self.ln2 = ln(), ln()
+    # Creation order (ln1, ln2, mixer, mlp) fixes the init stream: keep it, or seeds change.
+    self.ln1 = ln()
+    self.ln2 = ln() if cfg.d_inner else None
     self.mixer = MIXERS[cfg.mixer](cfg.d_model, cfg, n_layer=cfg.n_layer, rngs=rngs)
-    self.mlp = Mlp(cfg.d_model, cfg.d_inner, cfg.n_layer, dtype, rngs)
+    self.mlp = (Mlp(cfg.d_model, cfg.d_inner, cfg.n_layer, dtype, rngs,
+                    approximate=GELUS[cfg.gelu]) if cfg.d_inner else None)
+    self.parallel = cfg.residual == 'parallel'
     self.resid_dropout = cfg.resid_dropout
 
   def __call__(self, x_BxLxD, key=None):
     k = [None] * 3 if key is None else list(jax.random.split(key, 3))
     dt = x_BxLxD.dtype
     y = self.mixer(self.ln1(x_BxLxD).astype(dt), key=k[0])
-    x_BxLxD = x_BxLxD + ops.dropout(y, self.resid_dropout, k[1]).astype(dt)
-    y = self.mlp(self.ln2(x_BxLxD).astype(dt))
-    return x_BxLxD + ops.dropout(y, self.resid_dropout, k[2]).astype(dt)
+    y = ops.dropout(y, self.resid_dropout, k[1]).astype(dt)
+    if self.mlp is None:
+      return x_BxLxD + y
+    h_BxLxD = x_BxLxD if self.parallel else x_BxLxD + y
+    z = self.mlp(self.ln2(h_BxLxD).astype(dt))
+    z = ops.dropout(z, self.resid_dropout, k[2]).astype(dt)
+    return x_BxLxD + y + z if self.parallel else h_BxLxD + z
 
 
 class LM(nnx.Module):
-  """Token embedding (tied to the head) -> blocks -> final LN -> logits over the padded vocab."""
+  """Token embedding -> blocks -> final LN -> logits over the padded vocab (a head tied to the
+  embedding, or its own table when model.tie_embeddings=False)."""
 
   def __init__(self, cfg: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
     if cfg.mixer not in MIXERS:
       raise ValueError(f'unknown model.mixer {cfg.mixer!r}; choose one of {sorted(MIXERS)}')
+    if cfg.residual not in RESIDUALS or cfg.gelu not in GELUS:
+      raise ValueError(f'model.residual={cfg.residual!r}, model.gelu={cfg.gelu!r}: choose from '
+                       f'{RESIDUALS} and {tuple(GELUS)}')
     self.n_layer, self.embed_dropout = cfg.n_layer, cfg.embed_dropout
     self.vocab_size = cfg.vocab_size
     self.dtype = jnp.dtype(cfg.dtype)
@@ -68,22 +89,32 @@ class LM(nnx.Module):
                            embedding_init=nnx.initializers.normal(0.02), rngs=rngs)
     self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layer)])
     self.ln_f = nnx.LayerNorm(cfg.d_model, epsilon=cfg.layer_norm_eps, rngs=rngs)
+    # Last, so a tied model's init stream is unchanged. An Embed (param `embedding`), not a
+    # Linear: initialised like the input table and, like it, not weight-decayed (optim.decays).
+    self.head = None if cfg.tie_embeddings else nnx.Embed(
+        padded_vocab(cfg), cfg.d_model, dtype=self.dtype,
+        embedding_init=nnx.initializers.normal(0.02), rngs=rngs)
 
-  def __call__(self, tokens_BxL: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+  def __call__(self, tokens_BxL: jax.Array, *, key: jax.Array | None = None,
+               return_hidden: bool = False):
     """Float32 logits (B, L, padded vocab). `key` enables dropout (training).
 
     Padding rows get -1e9: they hold no probability, so perplexity is over the true vocab.
+    return_hidden: also return the residual stream [embedding output, each block's output]
+    (n_layer + 1 arrays (B, L, D), before ln_f), e.g. for layer-wise distillation.
     """
     keys = [None] * (self.n_layer + 1) if key is None else list(
         jax.random.split(key, self.n_layer + 1))
     x_BxLxD = self.embed(tokens_BxL).astype(self.dtype)
     x_BxLxD = ops.dropout(x_BxLxD, self.embed_dropout, keys[0])
+    hidden = [x_BxLxD]
     for block, k in zip(self.blocks, keys[1:]):
       x_BxLxD = block(x_BxLxD, k)
+      hidden.append(x_BxLxD)
     x_BxLxD = self.ln_f(x_BxLxD)
-    table_VxD = self.embed.embedding[...]
+    table_VxD = (self.embed if self.head is None else self.head).embedding[...]
     logits = jnp.einsum('bld,vd->blv', ops.f32(x_BxLxD), ops.f32(table_VxD))
-    if table_VxD.shape[0] == self.vocab_size:
-      return logits
-    real_V = jnp.arange(table_VxD.shape[0]) < self.vocab_size
-    return jnp.where(real_V[None, None, :], logits, -1e9)
+    if table_VxD.shape[0] != self.vocab_size:
+      real_V = jnp.arange(table_VxD.shape[0]) < self.vocab_size
+      logits = jnp.where(real_V[None, None, :], logits, -1e9)
+    return (logits, hidden) if return_hidden else logits
