@@ -21,7 +21,11 @@ def token_stats(logits_BxLxV: jax.Array, targets_BxL: jax.Array) -> tuple[jax.Ar
 def loss_fn(params, graphdef, batch, key):
   logits = nnx.merge(graphdef, params)(batch['inputs'], key=key)
   ce_BxL, correct_BxL = token_stats(logits, batch['targets'])
-  loss = ce_BxL.mean()
+  if 'loss_mask' in batch:  # E.g. MQAR: train on the query positions only.
+    loss_mask = batch['loss_mask']
+    loss = (ce_BxL * loss_mask).sum() / jnp.maximum(loss_mask.sum(), 1.0)
+  else:
+    loss = ce_BxL.mean()
   mask = batch['acc_mask']
   acc = (correct_BxL * mask).sum() / jnp.maximum(mask.sum(), 1.0)
   return loss, {'loss': loss, 'accuracy': acc}

@@ -3,6 +3,7 @@
 import ml_collections
 
 from hyena_jax import config_lib
+from hyena_jax.data.mqar import MQAR
 from hyena_jax.data.recall import Recall
 from hyena_jax.data.synthetic import RandomTokens
 from hyena_jax.data.text import TEXT_DATASETS, TextDataset
@@ -22,6 +23,7 @@ class _PilePending:
 
 DATASETS = {
     'recall': Recall,
+    'mqar': MQAR,
     'random_tokens': RandomTokens,
     'pile': _PilePending,
     **{name: TextDataset for name in TEXT_DATASETS},
