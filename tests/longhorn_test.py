@@ -102,11 +102,11 @@ def test_gradients_match_finite_differences(impl):
 
 
 def test_sequential_and_associative_gradients_agree():
-  x, k, q, r, S0 = inputs(L=40)
+  x, k, q, r, S0 = inputs(L=20)
   grads = {}
   for impl in IMPLS:
     loss = lambda *a, impl=impl: jnp.sum(jnp.tanh(lh.scan(
-        a[0], a[1], a[2], lh.step_size(a[3], a[1]), a[4], impl=impl, chunk=16)[0]))
+        a[0], a[1], a[2], lh.step_size(a[3], a[1]), a[4], impl=impl, chunk=8)[0]))
     grads[impl] = jax.grad(loss, argnums=(0, 1, 2, 3, 4))(x, k, q, r, S0)
   for impl in IMPLS[1:]:
     chex.assert_trees_all_close(grads[impl], grads[IMPLS[0]], atol=1e-4, rtol=1e-4)
@@ -132,7 +132,7 @@ def test_mixer_state_split_and_token_by_token_decode_equal_full_forward(impl):
   mixer = LonghornMixer(d, mixer_cfg(impl), rngs=nnx.Rngs(0))
   u = jax.random.normal(jax.random.PRNGKey(3), (2, L, d))
   y_full = mixer(u)
-  for t in (1, 2, 5):  # splits shorter and longer than the conv's K - 1 = 3 cached inputs
+  for t in (2, 5):  # splits shorter and longer than the conv's K - 1 = 3 cached inputs
     y1, s = mixer(u[:, :t], mixer.init_state(2))
     y2, s = mixer(u[:, t:], s)
     assert_close(jnp.concatenate([y1, y2], 1), y_full)
@@ -186,15 +186,14 @@ def test_longhorn_lm_is_causal_and_trains_a_step():
   c.data.update(seq_len=12, vocab_size=19)
   c.model.update(mixer='longhorn', d_model=16, n_layer=2, d_inner=0)
   config_lib.validate(c)
-  model = LM(c.model, rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(LM(c.model, rngs=nnx.Rngs(0)), nnx.Param)
+  forward = jax.jit(lambda p, t: nnx.merge(graphdef, p)(t))
   tokens = jax.random.randint(jax.random.PRNGKey(0), (2, 12), 0, 20)
-  logits = model(tokens)
+  logits = forward(params, tokens)
   t2 = tokens.at[:, 7].set((tokens[:, 7] + 1) % 20)
-  diff = jnp.abs(model(t2) - logits).max(axis=(0, 2))
+  diff = jnp.abs(forward(params, t2) - logits).max(axis=(0, 2))
   assert float(diff[:7].max()) == 0.0 and float(diff[7:].max()) > 0.0
-  graphdef, params = nnx.split(model, nnx.Param)
-  loss = lambda p: nnx.merge(graphdef, p)(tokens).mean()
-  grads = jax.grad(loss)(params)
+  grads = jax.jit(jax.grad(lambda p: forward(p, tokens).mean()))(params)
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
 
 
