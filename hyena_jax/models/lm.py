@@ -58,17 +58,21 @@ class Block(nnx.Module):
     self.parallel = cfg.residual == 'parallel'
     self.resid_dropout = cfg.resid_dropout
 
-  def __call__(self, x_BxLxD, key=None):
+  def __call__(self, x_BxLxD, key=None, *, return_mixer_output: bool = False):
+    """The block output; with return_mixer_output also the mixer's (before dropout), the
+    quantity layer-wise distillation matches."""
     k = [None] * 3 if key is None else list(jax.random.split(key, 3))
     dt = x_BxLxD.dtype
-    y = self.mixer(self.ln1(x_BxLxD).astype(dt), key=k[0])
-    y = ops.dropout(y, self.resid_dropout, k[1]).astype(dt)
+    m = self.mixer(self.ln1(x_BxLxD).astype(dt), key=k[0])
+    y = ops.dropout(m, self.resid_dropout, k[1]).astype(dt)
     if self.mlp is None:
-      return x_BxLxD + y
-    h_BxLxD = x_BxLxD if self.parallel else x_BxLxD + y
-    z = self.mlp(self.ln2(h_BxLxD).astype(dt))
-    z = ops.dropout(z, self.resid_dropout, k[2]).astype(dt)
-    return x_BxLxD + y + z if self.parallel else h_BxLxD + z
+      out = x_BxLxD + y
+    else:
+      h_BxLxD = x_BxLxD if self.parallel else x_BxLxD + y
+      z = self.mlp(self.ln2(h_BxLxD).astype(dt))
+      z = ops.dropout(z, self.resid_dropout, k[2]).astype(dt)
+      out = x_BxLxD + y + z if self.parallel else h_BxLxD + z
+    return (out, m) if return_mixer_output else out
 
 
 class LM(nnx.Module):
@@ -111,10 +115,19 @@ class LM(nnx.Module):
     for block, k in zip(self.blocks, keys[1:]):
       x_BxLxD = block(x_BxLxD, k)
       hidden.append(x_BxLxD)
+    logits = self.logits(x_BxLxD)
+    return (logits, hidden) if return_hidden else logits
+
+  def embed_tokens(self, tokens_BxL: jax.Array) -> jax.Array:
+    """The residual stream's start (no dropout): for code that runs the blocks itself."""
+    return self.embed(tokens_BxL).astype(self.dtype)
+
+  def logits(self, x_BxLxD: jax.Array) -> jax.Array:
+    """ln_f and the head on the last block's output: float32, padding rows at -1e9."""
     x_BxLxD = self.ln_f(x_BxLxD)
     table_VxD = (self.embed if self.head is None else self.head).embedding[...]
     logits = jnp.einsum('bld,vd->blv', ops.f32(x_BxLxD), ops.f32(table_VxD))
     if table_VxD.shape[0] != self.vocab_size:
       real_V = jnp.arange(table_VxD.shape[0]) < self.vocab_size
       logits = jnp.where(real_V[None, None, :], logits, -1e9)
-    return (logits, hidden) if return_hidden else logits
+    return logits
