@@ -133,6 +133,18 @@ def base_config() -> ml_collections.ConfigDict:
       'lstm_lr': 1e-3,             # Adam lr of the LSTM teacher's own parameters.
       'val_batch_size': ml_collections.config_dict.placeholder(int)})  # None: global batch.
 
+  d = c.distill = ml_collections.ConfigDict()  # Scavenging Hyena (hyena_jax/distill/steps.py).
+  d.stage = 'off'                  # off | layers (stage 1: per-layer MSE) | e2e (stage 2: CE + KL)
+  d.mode = 'cumulative'            # layers: cumulative (bottom-up, the paper) | teacher_forced
+  d.teacher_workdir = ''           # A run of this codebase (config.json + checkpoints) ...
+  d.teacher_hf = ''                # ... or a Hugging Face GPT-NeoX directory (exactly one).
+  d.init_from = ''                 # Student start: a stage-1 workdir; empty: built from the teacher.
+  d.attention_init = True          # Hyena in_proj/out_proj from the teacher's qkv/dense.
+  d.freeze_copied = True           # layers: only the Hyena mixers train.
+  d.steps_per_layer = 0            # cumulative: steps per layer phase; 0: num_steps // n_layer.
+  d.kl_weight = 0.0                # e2e: weight of T^2 KL(teacher || student).
+  d.temperature = 1.0
+
   t = c.train = ml_collections.ConfigDict()
   t.global_batch_size = 32         # Summed over all devices; must divide evenly.
   t.num_steps = 1000
@@ -239,6 +251,8 @@ def validate(c: ml_collections.ConfigDict, device_count: int = 1) -> None:
     _check(t[name] > 0, f'train.{name}={t[name]} must be positive')
   _validate_eval(c, device_count)
   _validate_l2t(c, device_count)
+  from hyena_jax.distill import steps as distill_steps  # pylint: disable=g-import-not-at-top
+  distill_steps.validate(c)
   data_lib.DATASETS[c.data.name].validate(c, device_count)
 
 

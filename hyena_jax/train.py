@@ -16,6 +16,7 @@ import numpy as np
 from flax import nnx
 
 from hyena_jax import checkpoint, config_lib, data, metrics, optim, sharding, steps
+from hyena_jax.distill import steps as distill_steps
 from hyena_jax.l2t import steps as l2t_steps
 from hyena_jax.models import LM
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -72,17 +73,28 @@ class Trainer:
     repl, batch = sharding.replicated(self.mesh), sharding.batch_sharded(self.mesh)
     self.l2t = (None if c.l2t.mode == 'off' else
                 l2t_steps.L2T(c, self.graphdef, self.tx, self.lr_schedule))
+    self.distill = (None if c.distill.stage == 'off' else
+                    distill_steps.Distill(c, self.graphdef, self.tx, self.lr_schedule))
+    if self.distill is not None:
+      self.tx = self.distill.tx  # The same optimizer, with the frozen parts set to zero.
 
-    def init():
-      params = init_params(c)
+    def init(teacher=None, student=None):
+      if student is not None:
+        params = student
+      else:
+        params = init_params(c) if teacher is None else self.distill.init_params(teacher)
       state = {'step': jnp.zeros((), jnp.int32), 'params': params,
                'opt_state': self.tx.init(params)}
+      if teacher is not None:
+        state['teacher'] = teacher
       if c.l2t.mode in ('paper', 'meta'):
         state['l2t'] = self.l2t.init(jax.random.fold_in(jax.random.PRNGKey(c.seed), 0x4C3254))
       return state
 
     self._init = init
-    abstract_state = jax.eval_shape(init)
+    abstract_teacher = None if self.distill is None else nnx.state(nnx.eval_shape(
+        lambda: LM(self.distill.teacher_cfg, rngs=nnx.Rngs(0))), nnx.Param)
+    abstract_state = jax.eval_shape(init, abstract_teacher)
     self.state_sharding = jax.tree.map(lambda _: repl, abstract_state)
     self.abstract_state = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state,
@@ -93,6 +105,8 @@ class Trainer:
       self.traces += 1
       if self.l2t is not None:
         return self.l2t.train_step(state, b)
+      if self.distill is not None:
+        return self.distill.train_step(state, b)
       return steps.train_step(state, b, graphdef=self.graphdef, tx=self.tx,
                               lr_schedule=self.lr_schedule, seed=c.seed,
                               inject_nan_at_step=c.train.inject_nan_at_step)
@@ -119,6 +133,10 @@ class Trainer:
             and step + self.meta_K <= self.c.train.num_steps)
 
   def initial_state(self):
+    if self.distill is not None:
+      # Loaded on the host once (a fresh start only: a resumed state holds the teacher).
+      teacher, student = self.distill.teacher_params(), self.distill.loaded_student()
+      return jax.jit(self._init, out_shardings=self.state_sharding)(teacher, student)
     return jax.jit(self._init, out_shardings=self.state_sharding)()
 
   def evaluate(self, params) -> dict[str, float]:

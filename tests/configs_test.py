@@ -21,7 +21,9 @@ TINY = {'data.seq_len': 32, 'model.l_max': 32, 'train.global_batch_size': 2,
         'data.eval_max_tokens': 256, 'eval.l2t_window': 16}
 NO_DATA_HERE = {'hyena_pile_153m', 'wikitext103_hyena_125m'}  # Not obtainable offline.
 LOCAL_TEXT = {'ptb_hyena', 'wikitext2_hyena', 'l2t_ptb',  # Prepared from the shared offline copies.
-              'ptb_transformer', 'wikitext2_transformer', 'pythia_70m'}
+              'ptb_transformer', 'wikitext2_transformer', 'pythia_70m',
+              'distill_wikitext2'}
+NEEDS_TEACHER = {'pythia70m_to_hyena'}  # Stage configs: a teacher checkpoint is an argument.
 
 
 def test_there_are_configs():
@@ -36,6 +38,10 @@ def test_config_runs_one_step(name, tmp_path):
   if name == 'hyena_pile_153m':
     with pytest.raises(config_lib.ConfigError, match='no builder'):
       config_lib.validate(c)
+  if name in NEEDS_TEACHER:
+    with pytest.raises(config_lib.ConfigError, match='teacher'):
+      config_lib.validate(c)
+    return
   if name in NO_DATA_HERE:
     c.data.name = 'random_tokens'
   if name in LOCAL_TEXT:
