@@ -33,7 +33,7 @@ _GELU = {'gelu': 'exact', 'gelu_new': 'tanh', 'gelu_pytorch_tanh': 'tanh'}
 _HEAD = 'embed_out.weight'
 
 
-class NeoXImportError(ValueError):
+class NeoXImportError(config_lib.ConfigError):
   """A checkpoint or config that does not map onto our LM. One line naming the field or key."""
 
 
