@@ -26,10 +26,14 @@ setup(
     ],
     extras_require={
         # torch: the CPU wheel of exactly this version (any other pulls a CUDA build);
-        # transformers: tests/neox_import_test.py's GPT-NeoX reference (tested on 5.24).
-        'test': ['pytest>=8', 'pytest-xdist>=3', 'torch==2.13.0', 'transformers>=5.24,<6'],
+        # transformers: tests/neox_import_test.py's GPT-NeoX reference (tested on 5.24);
+        # lm_eval: tests/lm_eval_adapter_test.py (tested on 0.4.13).
+        'test': ['pytest>=8', 'pytest-xdist>=3', 'torch==2.13.0', 'transformers>=5.24,<6',
+                 'lm_eval>=0.4.13,<0.5'],
         'plot': ['matplotlib'],  # benchmarks/text_results.py plot
         # Loading safari / GPT-NeoX checkpoints saved as torch files (weights_only=True).
         'torch': ['torch==2.13.0'],
+        # hyena_jax/eval/lm_eval_adapter.py: lm-evaluation-harness tasks (needs no torch).
+        'eval': ['lm_eval>=0.4.13,<0.5'],
     },
 )
