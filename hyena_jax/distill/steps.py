@@ -11,6 +11,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+from absl import logging
 import ml_collections
 import optax
 import orbax.checkpoint as ocp
@@ -35,8 +36,13 @@ def load_run_params(workdir: str, model_cfg: ml_collections.ConfigDict):
   """The latest checkpoint's model parameters only (the optimizer state is not read)."""
   abstract = nnx.state(nnx.eval_shape(lambda: LM(model_cfg, rngs=nnx.Rngs(0))), nnx.Param)
   directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
-  mngr = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True),
-                               item_names=('state', 'data'))
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)  # orbax warns that a read-only manager is read-only.
+  try:
+    mngr = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+        read_only=True), item_names=('state', 'data'))
+  finally:
+    logging.set_verbosity(verbosity)
   step = mngr.latest_step()
   if step is None:
     raise config_lib.ConfigError(f'{directory} has no checkpoint to distil from')
@@ -142,6 +148,7 @@ class Distill:
       loss, parts = losses.e2e_loss(logits, batch['targets'], t_logits,
                                     kl_weight=self.d.kl_weight, temperature=self.d.temperature)
       metrics = dict(parts)
+      metrics['accuracy'] = (jnp.argmax(logits, -1) == batch['targets']).mean()
     return loss, metrics | {'loss': loss}
 
   def train_step(self, state, batch):
@@ -158,7 +165,6 @@ class Distill:
     params = optax.apply_updates(state['params'], updates)
     metrics['grad_norm'] = optax.tree.norm(grads)
     metrics['lr'] = self.lr_schedule(step)
-    metrics['accuracy'] = jnp.float32(0.0)
     return state | {'step': step + 1, 'params': params, 'opt_state': opt_state}, metrics
 
 
