@@ -23,6 +23,7 @@ issue's experiment).
 """
 
 from hyena_jax import config_lib
+from hyena_jax.distill import steps as distill_steps
 
 RUNS = ('teacher', 'scratch', 'layers', 'e2e')
 
@@ -49,20 +50,5 @@ def get_config(arg: str = 'teacher'):
   if run in ('layers', 'e2e'):
     c.distill.stage = run
     c.optim.lr = 1e-3
-  for opt in opts:
-    k, v = opt.split('=')
-    if k == 'teacher':
-      c.distill.teacher_workdir = v
-    elif k == 'init':
-      c.distill.init_from = v
-    elif k == 'mode':
-      c.distill.mode = v
-    elif k == 'attn_init':
-      c.distill.attention_init = bool(int(v))
-    elif k == 'kl':
-      c.distill.kl_weight = float(v)
-    elif k == 'seed':
-      c.seed = int(v)
-    else:
-      raise ValueError(f'unknown option {k!r} in {arg!r}')
+  distill_steps.apply_options(c, opts, arg)
   return c

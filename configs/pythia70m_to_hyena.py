@@ -14,6 +14,7 @@ tokenizer. The paper reports WikiText perplexity 51.4 (teacher) and 121.2 (disti
 import os
 
 from hyena_jax import config_lib
+from hyena_jax.distill import steps as distill_steps
 
 
 def get_config(arg: str = 'layers'):
@@ -24,18 +25,5 @@ def get_config(arg: str = 'layers'):
   c.model.hyena.update(order=2, filter_order=64, emb_dim=33, w=1.0)
   c.distill.stage = run
   c.optim.lr = 1e-3
-  for opt in opts:
-    k, v = opt.split('=')
-    if k == 'teacher_hf':
-      c.distill.teacher_hf = v
-    elif k == 'init':
-      c.distill.init_from = v
-    elif k == 'mode':
-      c.distill.mode = v
-    elif k == 'attn_init':
-      c.distill.attention_init = bool(int(v))
-    elif k == 'kl':
-      c.distill.kl_weight = float(v)
-    else:
-      raise ValueError(f'unknown option {k!r} in {arg!r}')
+  distill_steps.apply_options(c, opts, arg)
   return c

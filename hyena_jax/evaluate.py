@@ -23,28 +23,16 @@ FLAGS = flags.FLAGS
 
 def evaluate_checkpoint(c, workdir: str, step: int | None = None, log=print) -> dict:
   """Restores `step` (default latest) of `workdir` and returns {split: {mode: metrics}}."""
-  from hyena_jax import checkpoint, config_lib, sharding, train  # pylint: disable=g-import-not-at-top
-  from hyena_jax.eval import perplexity  # pylint: disable=g-import-not-at-top
-  trainer = train.Trainer(c, workdir)
+  from hyena_jax import config_lib, sharding  # pylint: disable=g-import-not-at-top
+  from hyena_jax.eval import perplexity, restore  # pylint: disable=g-import-not-at-top
+
+  def text_only(trainer):
+    if not getattr(trainer.dataset, 'reports_perplexity', False):
+      raise config_lib.ConfigError(f'data.name={c.data.name!r} is not a text corpus; '
+                                   'hyena_jax.evaluate reports perplexity on text splits')
+
+  trainer, state, step = restore.restore_checkpoint(c, workdir, step, check=text_only)
   ds = trainer.dataset
-  if not getattr(ds, 'reports_perplexity', False):
-    raise config_lib.ConfigError(f'data.name={c.data.name!r} is not a text corpus; '
-                                 'hyena_jax.evaluate reports perplexity on text splits')
-  verbosity = logging.get_verbosity()
-  logging.set_verbosity(logging.ERROR)  # orbax warns that a read-only manager is read-only.
-  try:
-    ckpt = checkpoint.Checkpointer(workdir, c, read_only=True)
-  finally:
-    logging.set_verbosity(verbosity)
-  try:
-    step = ckpt.latest_step() if step is None else step
-    if step is None or step not in ckpt.mngr.all_steps():
-      raise config_lib.ConfigError(f'{ckpt.directory} has no checkpoint'
-                                   + (f' at step {step}' if step is not None else ''))
-    state, data_state = ckpt.restore(step, trainer.abstract_state)
-  finally:
-    ckpt.close()
-  ds.restore(data_state)  # Refuses a checkpoint trained on another vocabulary.
   params, e, L = state['params'], c.eval, c.data.seq_len
   batch_size = e.batch_size or c.train.global_batch_size
   token_bytes = ds.tokenizer.token_bytes()

@@ -227,3 +227,27 @@ def test_two_processes_read_disjoint_rows_and_match_one_process(corpus, tmp_path
     a, b = helpers.losses(tmp_path / 'multi', key=key), helpers.losses(tmp_path / 'single', key=key)
     assert sorted(a) == sorted(b) == list(range(1, 7))
     np.testing.assert_allclose([a[s] for s in a], [b[s] for s in a], rtol=0, atol=1e-5)
+
+
+def test_lm_eval_cli_scores_a_local_offline_task_on_a_trained_workdir(corpus, tmp_path):
+  """The adapter's workdir path end to end: restore, tokenizer, rolling loglikelihood."""
+  pytest.importorskip('lm_eval')
+  ref_dir, _ = _text_run(corpus)
+  root, files = corpus
+  words = open(files['valid']).read().split()[:40]
+  docs = tmp_path / 'ppl.jsonl'
+  docs.write_text('\n'.join(json.dumps({'text': ' '.join(words[i:i + 10])}) for i in (0, 10, 20)))
+  (tmp_path / 'local_ppl.yaml').write_text(
+      'task: local_ppl\ndataset_path: json\ndataset_kwargs:\n  data_files:\n'
+      f'    test: {docs}\ntest_split: test\noutput_type: loglikelihood_rolling\n'
+      'doc_to_text: ""\ndoc_to_target: "{{text}}"\nmetric_list:\n  - metric: word_perplexity\n')
+  out = tmp_path / 'out.json'
+  res = helpers.subprocess.run(
+      [helpers.sys.executable, '-m', 'hyena_jax.eval.lm_eval_adapter', '--config=configs/default.py',
+       f'--workdir={ref_dir}', '--tasks=local_ppl', f'--include_path={tmp_path}',
+       f'--output={out}', *_overrides(root, files)],
+      cwd=helpers.REPO, env=helpers.cli_env(extra={'HF_DATASETS_OFFLINE': '1',
+                                                   'HF_HOME': str(tmp_path / 'hf')}),
+      capture_output=True, text=True, timeout=600)
+  assert res.returncode == 0, res.stderr[-3000:]
+  assert 'word_perplexity' in res.stdout

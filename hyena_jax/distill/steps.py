@@ -89,6 +89,24 @@ def validate(c: ml_collections.ConfigDict) -> None:
     raise config_lib.ConfigError('distill.kl_weight must be >= 0 and distill.temperature > 0')
 
 
+def apply_options(c: ml_collections.ConfigDict, opts: list[str], arg: str) -> None:
+  """The stage configs' `KEY=VALUE` argument options (configs/distill_wikitext2.py)."""
+  setters = {
+      'teacher': lambda v: c.distill.update(teacher_workdir=v),
+      'teacher_hf': lambda v: c.distill.update(teacher_hf=v),
+      'init': lambda v: c.distill.update(init_from=v),
+      'mode': lambda v: c.distill.update(mode=v),
+      'attn_init': lambda v: c.distill.update(attention_init=bool(int(v))),
+      'kl': lambda v: c.distill.update(kl_weight=float(v)),
+      'seed': lambda v: c.update(seed=int(v)),
+  }
+  for opt in opts:
+    k, _, v = opt.partition('=')
+    if k not in setters:
+      raise ValueError(f'unknown option {k!r} in {arg!r}; use {sorted(setters)}')
+    setters[k](v)
+
+
 class Distill:
   """init_params(), teacher_params() and train_step(state, batch) for the trainer."""
 

@@ -340,28 +340,16 @@ def _load_config(config):
 def restore(c, workdir: str, step: int | None = None):
   """(model, tokenizer, step) of a text-corpus checkpoint, as hyena_jax.evaluate restores it
   (building the dataset gives the tokenizer and checks the checkpoint's data signature)."""
-  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
-  from hyena_jax import checkpoint, config_lib, train  # pylint: disable=g-import-not-at-top
-  trainer = train.Trainer(c, workdir)
+  from hyena_jax import config_lib  # pylint: disable=g-import-not-at-top
+  from hyena_jax.eval import restore as restore_lib  # pylint: disable=g-import-not-at-top
+
+  def text_only(trainer):
+    if not hasattr(trainer.dataset, 'tokenizer'):
+      raise config_lib.ConfigError(f'data.name={c.data.name!r} is not a text corpus: '
+                                   'lm-evaluation-harness needs a tokenizer')
+
+  trainer, state, step = restore_lib.restore_checkpoint(c, workdir, step, check=text_only)
   ds = trainer.dataset
-  if not hasattr(ds, 'tokenizer'):
-    raise config_lib.ConfigError(f'data.name={c.data.name!r} is not a text corpus: '
-                                 'lm-evaluation-harness needs a tokenizer')
-  verbosity = absl_logging.get_verbosity()
-  absl_logging.set_verbosity(absl_logging.ERROR)  # orbax warns that read-only is read-only.
-  try:
-    ckpt = checkpoint.Checkpointer(workdir, c, read_only=True)
-  finally:
-    absl_logging.set_verbosity(verbosity)
-  try:
-    step = ckpt.latest_step() if step is None else step
-    if step is None or step not in ckpt.mngr.all_steps():
-      raise config_lib.ConfigError(f'{ckpt.directory} has no checkpoint'
-                                   + (f' at step {step}' if step is not None else ''))
-    state, data_state = ckpt.restore(step, trainer.abstract_state)
-  finally:
-    ckpt.close()
-  ds.restore(data_state)
   return nnx.merge(trainer.graphdef, state['params']), ds.tokenizer, int(step)
 
 
