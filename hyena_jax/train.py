@@ -92,8 +92,7 @@ class Trainer:
       return state
 
     self._init = init
-    abstract_teacher = None if self.distill is None else nnx.state(nnx.eval_shape(
-        lambda: LM(self.distill.teacher_cfg, rngs=nnx.Rngs(0))), nnx.Param)
+    abstract_teacher = None if self.distill is None else self.distill.abstract_teacher
     abstract_state = jax.eval_shape(init, abstract_teacher)
     self.state_sharding = jax.tree.map(lambda _: repl, abstract_state)
     self.abstract_state = jax.tree.map(

@@ -18,36 +18,26 @@ def _seq_len_over_l_max(c):
   c.data.seq_len = 64
 
 
-def _set(path, value):
-  def apply(c):
-    *parents, leaf = path.split('.')
-    node = c
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return apply
-
-
 BAD = {
     'seq_len_over_l_max': (_seq_len_over_l_max, 'data.seq_len'),
-    'even_emb_dim': (_set('model.hyena.emb_dim', 4), 'model.hyena.emb_dim'),
-    'emb_dim_below_3': (_set('model.hyena.emb_dim', 1), 'model.hyena.emb_dim'),
-    'unknown_mixer': (_set('model.mixer', 'no_such_mixer'), 'model.mixer'),
-    'negative_d_inner': (_set('model.d_inner', -1), 'model.d_inner'),
-    'unknown_residual': (_set('model.residual', 'prenorm'), 'model.residual'),
-    'unknown_gelu': (_set('model.gelu', 'relu'), 'model.gelu'),
-    'unknown_data_name': (_set('data.name', 'no_such_dataset'), 'data.name'),
-    'zero_lr': (_set('optim.lr', 0.0), 'optim.lr'),
-    'negative_lr': (_set('optim.lr', -1e-3), 'optim.lr'),
-    'zero_num_steps': (_set('train.num_steps', 0), 'train.num_steps'),
-    'negative_num_steps': (_set('train.num_steps', -5), 'train.num_steps'),
-    'recall_odd_seq_len': (_set('data.seq_len', 63), 'data.seq_len'),
-    'unknown_eval_mode': (_set('eval.modes', 'nonoverlap,bogus'), 'eval.modes'),
-    'eval_stride_over_seq_len': (_set('eval.stride', 65), 'eval.stride'),
-    'l2t_window_over_l_max': (lambda c: (_set('eval.modes', 'l2t')(c),
-                                         _set('eval.l2t_window', 65)(c)), 'eval.l2t_window'),
-    'unknown_tokenizer': (lambda c: (_set('data.name', 'ptb')(c),
-                                     _set('data.tokenizer', 'sentencepiece')(c)), 'data.tokenizer'),
+    'even_emb_dim': (helpers.set_field('model.hyena.emb_dim', 4), 'model.hyena.emb_dim'),
+    'emb_dim_below_3': (helpers.set_field('model.hyena.emb_dim', 1), 'model.hyena.emb_dim'),
+    'unknown_mixer': (helpers.set_field('model.mixer', 'no_such_mixer'), 'model.mixer'),
+    'negative_d_inner': (helpers.set_field('model.d_inner', -1), 'model.d_inner'),
+    'unknown_residual': (helpers.set_field('model.residual', 'prenorm'), 'model.residual'),
+    'unknown_gelu': (helpers.set_field('model.gelu', 'relu'), 'model.gelu'),
+    'unknown_data_name': (helpers.set_field('data.name', 'no_such_dataset'), 'data.name'),
+    'zero_lr': (helpers.set_field('optim.lr', 0.0), 'optim.lr'),
+    'negative_lr': (helpers.set_field('optim.lr', -1e-3), 'optim.lr'),
+    'zero_num_steps': (helpers.set_field('train.num_steps', 0), 'train.num_steps'),
+    'negative_num_steps': (helpers.set_field('train.num_steps', -5), 'train.num_steps'),
+    'recall_odd_seq_len': (helpers.set_field('data.seq_len', 63), 'data.seq_len'),
+    'unknown_eval_mode': (helpers.set_field('eval.modes', 'nonoverlap,bogus'), 'eval.modes'),
+    'eval_stride_over_seq_len': (helpers.set_field('eval.stride', 65), 'eval.stride'),
+    'l2t_window_over_l_max': (lambda c: (helpers.set_field('eval.modes', 'l2t')(c),
+                                         helpers.set_field('eval.l2t_window', 65)(c)), 'eval.l2t_window'),
+    'unknown_tokenizer': (lambda c: (helpers.set_field('data.name', 'ptb')(c),
+                                     helpers.set_field('data.tokenizer', 'sentencepiece')(c)), 'data.tokenizer'),
 }
 
 

@@ -248,3 +248,16 @@ def cached_run(*overrides, devices: int = 1) -> tuple[Path, subprocess.Completed
 
 def error_lines(stderr: str) -> list[str]:
   return [l for l in stderr.splitlines() if l.strip()]
+
+
+def set_field(path: str, value):
+  """A config mutation `c.<path> = value` (for tables of bad configs)."""
+
+  def apply(c):
+    *parents, leaf = path.split('.')
+    node = c
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+
+  return apply

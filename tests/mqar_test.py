@@ -126,26 +126,16 @@ def test_values_do_not_depend_on_the_device_count():
                                 np.asarray(one['inputs']).ravel())
 
 
-def _set(path, value):
-  def apply(c):
-    *parents, leaf = path.split('.')
-    node = c
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return apply
-
-
 BAD = {
-    'seq_too_short': (_set('data.seq_len', 4 * N - 2), 'data.seq_len'),
+    'seq_too_short': (helpers.set_field('data.seq_len', 4 * N - 2), 'data.seq_len'),
     'odd_seq_len': (lambda c: c.data.update(seq_len=33) or c.model.update(l_max=33),
                     'data.seq_len'),
-    'zero_pairs': (_set('data.mqar.num_kv_pairs', 0), 'data.mqar.num_kv_pairs'),
-    'too_few_keys': (_set('data.vocab_size', 2 * N + 1), 'data.vocab_size'),
-    'zero_power_a': (_set('data.mqar.power_a', 0.0), 'data.mqar.power_a'),
-    'model_vocab_small': (_set('model.vocab_size', V - 1), 'model.vocab_size'),
-    'num_eval_indivisible': (_set('data.num_eval', 12), 'data.num_eval'),
-    'l2t_on': (_set('l2t.mode', 'static'), 'l2t.mode'),
+    'zero_pairs': (helpers.set_field('data.mqar.num_kv_pairs', 0), 'data.mqar.num_kv_pairs'),
+    'too_few_keys': (helpers.set_field('data.vocab_size', 2 * N + 1), 'data.vocab_size'),
+    'zero_power_a': (helpers.set_field('data.mqar.power_a', 0.0), 'data.mqar.power_a'),
+    'model_vocab_small': (helpers.set_field('model.vocab_size', V - 1), 'model.vocab_size'),
+    'num_eval_indivisible': (helpers.set_field('data.num_eval', 12), 'data.num_eval'),
+    'l2t_on': (helpers.set_field('l2t.mode', 'static'), 'l2t.mode'),
 }
 
 

@@ -10,7 +10,7 @@ Stage-1 modes:
   cumulative      the student's own stream h_l^S, produced by its already-distilled lower
                   blocks, feeds layer l; trained bottom-up one layer after another (the paper's
                   progressive transfer): with `layer` given only that layer's loss counts, and
-                  its input is under stop_gradient, so only mixer l receives a gradient.
+                  every block input is under stop_gradient, so only block l gets a gradient.
 """
 
 import jax
@@ -38,30 +38,27 @@ def _mse(a, b) -> jax.Array:
 
 
 def layer_match_loss(student, teacher_hidden, teacher_mixed, tokens_BxL: jax.Array, *,
-                     mode: str, layer: int | None = None):
-  """(loss, per-layer MSE (n_layer,)): the mean over layers, or layer `layer`'s alone."""
+                     mode: str, layer=None):
+  """(loss, per-layer MSE (n_layer,)): the mean over layers, or layer `layer`'s alone.
+
+  `layer` may be traced (the trainer derives it from the step). In cumulative mode every
+  block's input is under stop_gradient, so each layer's MSE trains only its own block.
+  """
   if mode not in MODES:
     raise ValueError(f'distill mode {mode!r}: choose from {MODES}')
   n = len(student.blocks)
-  if layer is not None and not 0 <= layer < n:
+  if isinstance(layer, int) and not 0 <= layer < n:
     raise ValueError(f'layer={layer} is not in [0, {n})')
   mses = []
-  if mode == 'teacher_forced':
-    for l, block in enumerate(student.blocks):
+  h = student.embed_tokens(tokens_BxL)
+  for l, block in enumerate(student.blocks):
+    if mode == 'teacher_forced':
       m = block.mixer(block.ln1(teacher_hidden[l]).astype(teacher_hidden[l].dtype))
-      mses.append(_mse(m, teacher_mixed[l]))
-  else:
-    h = student.embed_tokens(tokens_BxL)
-    last = n - 1 if layer is None else layer
-    for l, block in enumerate(list(student.blocks)[:last + 1]):
-      if l == layer:
-        h = jax.lax.stop_gradient(h)
-      h_next, m = block(h, return_mixer_output=True)
-      mses.append(_mse(m, teacher_mixed[l]))
-      h = h_next
-    mses += [jnp.float32(jnp.nan)] * (n - len(mses))  # layers above the phase: not computed
+    else:
+      h, m = block(jax.lax.stop_gradient(h), return_mixer_output=True)
+    mses.append(_mse(m, teacher_mixed[l]))
   mse_N = jnp.stack(mses)
-  loss = mse_N[layer] if layer is not None else jnp.mean(mse_N)
+  loss = jnp.mean(mse_N) if layer is None else mse_N[layer]
   return loss, mse_N
 
 

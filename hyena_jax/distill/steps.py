@@ -113,19 +113,18 @@ class Distill:
   def __init__(self, c: ml_collections.ConfigDict, graphdef, tx, lr_schedule):
     self.c, self.d, self.graphdef, self.lr_schedule = c, c.distill, graphdef, lr_schedule
     self.teacher_cfg = teacher_model_config(c)
-    self.teacher_graphdef, _ = nnx.split(
+    self.teacher_graphdef, self.abstract_teacher = nnx.split(
         nnx.eval_shape(lambda: LM(self.teacher_cfg, rngs=nnx.Rngs(0))), nnx.Param)
     n = c.model.n_layer
     self.steps_per_layer = self.d.steps_per_layer or max(c.train.num_steps // n, 1)
+    abstract = nnx.state(nnx.eval_shape(lambda: LM(c.model, rngs=nnx.Rngs(0))), nnx.Param)
     labels = student_lib.param_labels(
-        nnx.state(nnx.eval_shape(lambda: LM(c.model, rngs=nnx.Rngs(0))), nnx.Param),
-        freeze_copied=self.d.freeze_copied and self.d.stage == 'layers')
+        abstract, freeze_copied=self.d.freeze_copied and self.d.stage == 'layers')
     self.tx = optax.multi_transform({student_lib.TRAIN: tx, student_lib.FROZEN:
                                      optax.set_to_zero()}, labels)
     # Mixer-layer index of every parameter (-1: not a mixer), for the cumulative phases.
     self.layer_of = jax.tree_util.tree_map_with_path(
-        lambda p, _: _mixer_layer(p), nnx.state(nnx.eval_shape(
-            lambda: LM(c.model, rngs=nnx.Rngs(0))), nnx.Param))
+        lambda p, _: student_lib.mixer_layer(p), abstract)
 
   def teacher_params(self):
     if self.d.teacher_hf:
@@ -153,16 +152,12 @@ class Distill:
     tokens = batch['inputs']
     hid, mixed, t_logits = losses.teacher_activations(teacher, tokens)
     if self.d.stage == 'layers':
-      if self.d.mode == 'cumulative':
-        # Every block input under stop_gradient and only this phase's MSE weighted: the
-        # gradient reaches exactly the current layer's mixer (losses.layer_match_loss docs).
-        _, mse = _cumulative_all(student, mixed, tokens)
-        loss = mse[self.layer_at(step)]
-      else:
-        loss, mse = losses.layer_match_loss(student, hid, mixed, tokens, mode=self.d.mode)
+      layer = self.layer_at(step) if self.d.mode == 'cumulative' else None
+      loss, mse = losses.layer_match_loss(student, hid, mixed, tokens, mode=self.d.mode,
+                                          layer=layer)
       metrics = {f'mse_{l}': mse[l] for l in range(mse.shape[0])}
     else:
-      logits = student.logits(_run_blocks(student, tokens))
+      logits = student(tokens)  # No key: no dropout, as the teacher.
       loss, parts = losses.e2e_loss(logits, batch['targets'], t_logits,
                                     kl_weight=self.d.kl_weight, temperature=self.d.temperature)
       metrics = dict(parts)
@@ -185,25 +180,3 @@ class Distill:
     metrics['lr'] = self.lr_schedule(step)
     return state | {'step': step + 1, 'params': params, 'opt_state': opt_state}, metrics
 
-
-def _mixer_layer(path) -> int:
-  from hyena_jax import optim  # pylint: disable=g-import-not-at-top
-  names = optim._path_names(path)  # pylint: disable=protected-access
-  return int(names[names.index('blocks') + 1]) if 'mixer' in names else -1
-
-
-def _run_blocks(model, tokens):
-  h = model.embed_tokens(tokens)
-  for block in model.blocks:
-    h = block(h)
-  return h
-
-
-def _cumulative_all(student, teacher_mixed, tokens):
-  h = student.embed_tokens(tokens)
-  mses = []
-  for l, block in enumerate(student.blocks):
-    h, m = block(jax.lax.stop_gradient(h), return_mixer_output=True)
-    mses.append(losses._mse(m, teacher_mixed[l]))  # pylint: disable=protected-access
-  mse = jnp.stack(mses)
-  return mse.mean(), mse

@@ -87,16 +87,20 @@ def _attention_init(hyena: nnx.Module, attn: nnx.Module) -> None:
   hyena.short_bias[...] = jnp.zeros_like(hyena.short_bias[...])
 
 
+def mixer_layer(path) -> int:
+  """The block index of a mixer parameter's path; -1 for every other parameter."""
+  names = optim._path_names(path)  # pylint: disable=protected-access
+  return int(names[names.index('blocks') + 1]) if 'mixer' in names else -1
+
+
 def param_labels(params, *, freeze_copied: bool, layer: int | None = None):
   """TRAIN / FROZEN per parameter: with freeze_copied only the Hyena mixers train; with
   `layer` only that block's mixer (the progressive stage's phase)."""
 
   def label(path, _):
-    names = optim._path_names(path)  # pylint: disable=protected-access
-    if 'mixer' in names:
-      if layer is None:
-        return TRAIN
-      return TRAIN if names[names.index('blocks') + 1] == str(layer) else FROZEN
+    l = mixer_layer(path)
+    if l >= 0:
+      return TRAIN if layer is None or l == layer else FROZEN
     return FROZEN if (freeze_copied or layer is not None) else TRAIN
 
   return jax.tree_util.tree_map_with_path(label, params)
