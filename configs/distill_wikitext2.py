@@ -33,7 +33,7 @@ def get_config(arg: str = 'teacher'):
   if run not in RUNS:
     raise ValueError(f'unknown run {run!r}; choose from {RUNS}')
   c = config_lib.base_config()
-  c.data.update(name='wikitext2', tokenizer='bpe', seq_len=128, eval_max_tokens=65_536,
+  c.data.update(name='wikitext2', tokenizer='bpe', seq_len=128, eval_max_tokens=32_768,
                 source_dir=config_lib.shared_data('wikitext-2'),
                 tokenizer_path=config_lib.shared_data('tokenizers/20B_tokenizer.json'))
   m = c.model
@@ -44,11 +44,14 @@ def get_config(arg: str = 'teacher'):
   m.embed_dropout, m.resid_dropout = 0.0, 0.0
   m.attention.update(num_heads=4, rotary_pct=0.25)
   m.hyena.update(order=2, filter_order=64, emb_dim=33, w=1.0)
-  c.optim.update(lr=2e-3, b2=0.95, weight_decay=0.1, warmup_steps=100, min_lr_ratio=0.1)
-  c.train.update(global_batch_size=32, num_steps=1000, eval_every_steps=250,
-                 checkpoint_every_steps=250, metrics_every_steps=10, log_every_secs=30.0)
+  # Equal student budgets: scratch 300 steps = layers 100 (25 per layer) + e2e 200, at 16 x 128
+  # tokens a step (614K tokens, ~0.25 epoch); the teacher sees 1.23M (600 steps).
+  steps = {'teacher': 600, 'scratch': 300, 'layers': 100, 'e2e': 200}[run]
+  c.optim.update(lr=2e-3, b2=0.95, weight_decay=0.1, warmup_steps=steps // 6, min_lr_ratio=0.1)
+  c.train.update(global_batch_size=16, num_steps=steps, eval_every_steps=50,
+                 checkpoint_every_steps=100, metrics_every_steps=10, log_every_secs=30.0)
   if run in ('layers', 'e2e'):
     c.distill.stage = run
-    c.optim.lr = 1e-3
+    c.optim.update(lr=1e-3, warmup_steps=10 if run == 'layers' else 30)
   distill_steps.apply_options(c, opts, arg)
   return c

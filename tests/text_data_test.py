@@ -251,3 +251,29 @@ def test_lm_eval_cli_scores_a_local_offline_task_on_a_trained_workdir(corpus, tm
       capture_output=True, text=True, timeout=600)
   assert res.returncode == 0, res.stderr[-3000:]
   assert 'word_perplexity' in res.stdout
+
+
+def test_sample_cli_decodes_text_prompts_from_a_trained_workdir(corpus):
+  ref_dir, _ = _text_run(corpus)
+  root, files = corpus
+  words = open(files['valid']).read().split()
+
+  def sample(*flags):
+    res = helpers.subprocess.run(
+        [helpers.sys.executable, '-m', 'hyena_jax.sample', '--config=configs/default.py',
+         f'--workdir={ref_dir}', f'--prompt={" ".join(words[:3])}', f'--prompt={words[5]}',
+         '--max_new_tokens=6', '--json', *flags, *_overrides(root, files)],
+        cwd=helpers.REPO, env=helpers.cli_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return [json.loads(l) for l in res.stdout.splitlines() if l.startswith('{')]
+
+  greedy = sample('--temperature=0')
+  assert [r['prompt'] for r in greedy] == [0, 1] and greedy[0]['step'] == NUM_STEPS
+  assert all(len(r['ids']) <= 6 and isinstance(r['text'], str) for r in greedy)
+  assert [r['ids'] for r in sample('--temperature=0', '--method=recompute')] == [
+      r['ids'] for r in greedy]
+  res = helpers.subprocess.run(
+      [helpers.sys.executable, '-m', 'hyena_jax.sample', '--config=configs/default.py',
+       f'--workdir={ref_dir}', '--prompt_ids=1,2', '--prompt=x', *_overrides(root, files)],
+      cwd=helpers.REPO, env=helpers.cli_env(), capture_output=True, text=True, timeout=600)
+  assert res.returncode != 0 and '--prompt_ids' in res.stderr

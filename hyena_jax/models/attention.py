@@ -28,20 +28,35 @@ class CausalSelfAttention(nnx.Module):
     a = cfg.attention
     if d_model % a.num_heads:
       raise ValueError(f'd_model={d_model} is not divisible by num_heads={a.num_heads}')
-    self.num_heads, self.rotary_base = a.num_heads, a.rotary_base
+    self.num_heads, self.rotary_base, self.d_model = a.num_heads, a.rotary_base, d_model
     self.rotary_dims = rotary_dims(d_model, a)
     dtype = jnp.dtype(cfg.dtype)
     self.qkv = dense(d_model, 3 * d_model, rngs, dtype=dtype)
     self.out_proj = dense(d_model, d_model, rngs, std=0.02 / math.sqrt(2 * n_layer), dtype=dtype)
 
-  def __call__(self, u_BxLxD: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
-    """`key` is accepted for the mixer interface; there is no attention dropout (yet)."""
+  def init_state(self, batch_size: int, dtype=jnp.float32, *, max_len: int) -> dict:
+    """KV cache: slot s holds the (rotated) key and the value of position s."""
+    H = self.num_heads
+    shape = (batch_size, max_len, H, self.d_model // H)
+    return {'k': jnp.zeros(shape, dtype), 'v': jnp.zeros(shape, dtype)}
+
+  def __call__(self, u_BxLxD: jax.Array, state: dict | None = None, *,
+               key: jax.Array | None = None, pos: jax.Array | int = 0):
+    """y, or (y, new_state) for tokens at positions pos..pos+L-1 given a KV cache.
+
+    `key` is accepted for the mixer interface; there is no attention dropout (yet)."""
     del key
     B, L, D = u_BxLxD.shape
     H = self.num_heads
     qkv_BxLxHx3K = self.qkv(u_BxLxD).reshape(B, L, H, 3 * (D // H))
     q, k, v = jnp.split(qkv_BxLxHx3K, 3, axis=-1)
-    q = ops.rotary(q, self.rotary_dims, self.rotary_base)
-    k = ops.rotary(k, self.rotary_dims, self.rotary_base)
-    y_BxLxHxK = ops.causal_attention(q, k, v)
-    return self.out_proj(y_BxLxHxK.reshape(B, L, D))
+    offset = 0 if state is None else pos
+    q = ops.rotary(q, self.rotary_dims, self.rotary_base, offset)
+    k = ops.rotary(k, self.rotary_dims, self.rotary_base, offset)
+    if state is None:
+      return self.out_proj(ops.causal_attention(q, k, v).reshape(B, L, D))
+    put = lambda cache, x: jax.lax.dynamic_update_slice_in_dim(cache, x.astype(cache.dtype),
+                                                               pos, axis=1)
+    new_state = {'k': put(state['k'], k), 'v': put(state['v'], v)}
+    y_BxLxHxK = ops.cached_attention(q, new_state['k'], new_state['v'], pos)
+    return self.out_proj(y_BxLxHxK.reshape(B, L, D)), new_state

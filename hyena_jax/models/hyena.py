@@ -83,19 +83,46 @@ class HyenaOperator(nnx.Module):
         slow_decay_pct=h.slow_decay_pct, target=h.decay_target, shift=h.decay_shift, rngs=rngs)
     self.out_proj = dense(d_model, d_model, rngs, std=0.02 / math.sqrt(2 * n_layer), dtype=dtype)
 
-  def __call__(self, u_BxLxD: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+  def init_state(self, batch_size: int, dtype=jnp.float32, *, max_len: int) -> dict:
+    """Decode cache for max_len positions: the short conv's last K-1 inputs, every long
+    conv's input history, and the filter taps (computed once here, not per token)."""
+    if max_len > self.l_max:
+      raise ValueError(f'decode length {max_len} exceeds l_max {self.l_max}')
+    D, N, K = self.d_model, self.order, self.short_kernel.shape[0]
+    return {'conv': jnp.zeros((batch_size, K - 1, (N + 1) * D), dtype),
+            'hist': jnp.zeros((N - 1, batch_size, max_len, D), dtype),
+            'h': self.filter(max_len).reshape(max_len, D, N - 1)}
+
+  def __call__(self, u_BxLxD: jax.Array, state: dict | None = None, *,
+               key: jax.Array | None = None, pos: jax.Array | int = 0):
+    """y, or (y, new_state) for tokens at positions pos..pos+L-1 given a decode state."""
     B, L, D = u_BxLxD.shape
     if L > self.l_max:
       raise ValueError(f'sequence length {L} exceeds l_max {self.l_max} (safari would silently '
                        'truncate; raise model.l_max instead)')
     N = self.order
-    z_BxLxW = ops.causal_depthwise_conv(self.in_proj(u_BxLxD), self.short_kernel[...],
-                                        self.short_bias[...])
+    zin_BxLxW = self.in_proj(u_BxLxD)
+    left = None if state is None else state['conv']
+    z_BxLxW = ops.causal_depthwise_conv(zin_BxLxW, self.short_kernel[...], self.short_bias[...],
+                                        left_BxKm1xC=left)
     *xs, v_BxLxD = jnp.split(z_BxLxW, N + 1, axis=-1)
-    h_LxDxO = self.filter(L).reshape(L, D, N - 1)
     skip_DxO = self.filter.bias[...].reshape(D, N - 1)
     keys = [None] * (N - 1) if key is None else list(jax.random.split(key, N - 1))
+    if state is None:
+      h_LxDxO = self.filter(L).reshape(L, D, N - 1)
+      for o, x_gate in enumerate(reversed(xs[1:])):
+        v_BxLxD = ops.dropout(v_BxLxD * x_gate, self.dropout_rate, keys[o])
+        v_BxLxD = ops.fftconv(v_BxLxD, h_LxDxO[..., o], skip_DxO[:, o], fft_size=self.fft_size)
+      return self.out_proj(v_BxLxD * xs[0])
+    hist = []
     for o, x_gate in enumerate(reversed(xs[1:])):
-      v_BxLxD = ops.dropout(v_BxLxD * x_gate, self.dropout_rate, keys[o])
-      v_BxLxD = ops.fftconv(v_BxLxD, h_LxDxO[..., o], skip_DxO[:, o], fft_size=self.fft_size)
-    return self.out_proj(v_BxLxD * xs[0])
+      v_BxLxD = v_BxLxD * x_gate
+      hist_BxSxD = jax.lax.dynamic_update_slice_in_dim(
+          state['hist'][o], v_BxLxD.astype(state['hist'].dtype), pos, axis=1)
+      hist.append(hist_BxSxD)
+      v_BxLxD = ops.cached_causal_conv(hist_BxSxD, state['h'][..., o], pos, L,
+                                       skip_DxO[:, o]).astype(u_BxLxD.dtype)
+    tail = jnp.concatenate([state['conv'], zin_BxLxW.astype(state['conv'].dtype)], axis=1)
+    new_state = {'conv': tail[:, tail.shape[1] - state['conv'].shape[1]:],
+                 'hist': jnp.stack(hist), 'h': state['h']}
+    return self.out_proj(v_BxLxD * xs[0]), new_state

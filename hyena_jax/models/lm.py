@@ -58,12 +58,17 @@ class Block(nnx.Module):
     self.parallel = cfg.residual == 'parallel'
     self.resid_dropout = cfg.resid_dropout
 
-  def __call__(self, x_BxLxD, key=None, *, return_mixer_output: bool = False):
+  def __call__(self, x_BxLxD, key=None, *, return_mixer_output: bool = False,
+               state=None, pos=0):
     """The block output; with return_mixer_output also the mixer's (before dropout), the
-    quantity layer-wise distillation matches."""
+    quantity layer-wise distillation matches. With a mixer decode `state` (tokens at
+    positions pos..): (output, new_state)."""
     k = [None] * 3 if key is None else list(jax.random.split(key, 3))
     dt = x_BxLxD.dtype
-    m = self.mixer(self.ln1(x_BxLxD).astype(dt), key=k[0])
+    if state is not None:
+      m, state = self.mixer(self.ln1(x_BxLxD).astype(dt), state, pos=pos)
+    else:
+      m = self.mixer(self.ln1(x_BxLxD).astype(dt), key=k[0])
     y = ops.dropout(m, self.resid_dropout, k[1]).astype(dt)
     if self.mlp is None:
       out = x_BxLxD + y
@@ -72,6 +77,8 @@ class Block(nnx.Module):
       z = self.mlp(self.ln2(h_BxLxD).astype(dt))
       z = ops.dropout(z, self.resid_dropout, k[2]).astype(dt)
       out = x_BxLxD + y + z if self.parallel else h_BxLxD + z
+    if state is not None:
+      return out, state
     return (out, m) if return_mixer_output else out
 
 
@@ -117,6 +124,24 @@ class LM(nnx.Module):
       hidden.append(x_BxLxD)
     logits = self.logits(x_BxLxD)
     return (logits, hidden) if return_hidden else logits
+
+  def init_cache(self, batch_size: int, max_len: int) -> dict:
+    """Decode cache for positions 0..max_len-1: every mixer's state and the next position."""
+    return {'pos': jnp.zeros((), jnp.int32),
+            'layers': [b.mixer.init_state(batch_size, self.dtype, max_len=max_len)
+                       for b in self.blocks]}
+
+  def decode(self, tokens_BxT: jax.Array, cache: dict) -> tuple[jax.Array, dict]:
+    """Logits (B, T, V) of T tokens that follow the cache's positions, and the cache after
+    them: prefill (T = prompt length) then T = 1 per generated token. Equals the full
+    forward on the concatenated sequence (tests/generate_test.py)."""
+    pos = cache['pos']
+    x_BxTxD = self.embed_tokens(tokens_BxT)
+    layers = []
+    for block, state in zip(self.blocks, cache['layers']):
+      x_BxTxD, state = block(x_BxTxD, state=state, pos=pos)
+      layers.append(state)
+    return self.logits(x_BxTxD), {'pos': pos + tokens_BxT.shape[1], 'layers': layers}
 
   def embed_tokens(self, tokens_BxL: jax.Array) -> jax.Array:
     """The residual stream's start (no dropout): for code that runs the blocks itself."""

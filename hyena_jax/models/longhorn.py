@@ -52,18 +52,21 @@ class LonghornMixer(nnx.Module):
     self.out_proj = dense(Di, d_model, rngs, use_bias=False, std=0.02 / math.sqrt(2 * n_layer),
                           dtype=dtype)
 
-  def init_state(self, batch_size: int, dtype=jnp.float32) -> State:
+  def init_state(self, batch_size: int, dtype=jnp.float32, *, max_len: int = 0) -> State:
+    """O(1) in context: max_len is accepted for the mixer interface and unused."""
+    del max_len
     return {'conv': jnp.zeros((batch_size, self.d_conv - 1, self.d_inner), dtype),
             'ssm': jnp.zeros((batch_size, self.d_inner, self.d_state), jnp.float32)}
 
   def __call__(self, u_BxLxD: jax.Array, state: State | None = None, *,
-               key: jax.Array | None = None, segment_ids: jax.Array | None = None):
+               key: jax.Array | None = None, segment_ids: jax.Array | None = None,
+               pos: jax.Array | int = 0):
     """y, or (y, new_state) when a state is given (decode / streaming: exact for any split).
 
     segment_ids_BxL (packed sequences): the conv and the recurrence restart wherever the id
     changes. `key` is accepted for the mixer interface; there is no dropout inside.
     """
-    del key
+    del key, pos  # The state carries everything the position would tell.
     R, N = self.dt_rank, self.d_state
     x_BxLxE, z_BxLxE = jnp.split(self.in_proj(u_BxLxD), 2, axis=-1)
     left = None if state is None else state['conv']

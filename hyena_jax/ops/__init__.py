@@ -1,7 +1,7 @@
 """Pure jax.numpy kernels. No Flax in here: models/ holds the parameters and calls these."""
 
-from hyena_jax.ops.attention import causal_attention, rotary
-from hyena_jax.ops.fftconv import direct_causal_conv, fftconv
+from hyena_jax.ops.attention import cached_attention, causal_attention, rotary
+from hyena_jax.ops.fftconv import cached_causal_conv, direct_causal_conv, fftconv
 from hyena_jax.ops.filters import decay_rates, modulate, positional_features, sine_mlp
 from hyena_jax.ops.shortconv import causal_depthwise_conv
 from hyena_jax.ops.misc import dropout, f32

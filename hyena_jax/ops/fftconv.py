@@ -50,3 +50,26 @@ def direct_causal_conv(u_BxLxC: jax.Array, h_LxC: jax.Array,
   if skip_C is not None:
     y = y + u32 * skip_C.astype(jnp.float32)[None, None]
   return y.astype(u_BxLxC.dtype)
+
+
+def cached_causal_conv(hist_BxSxC: jax.Array, h_SxC: jax.Array, pos: jax.Array, T: int,
+                       skip_C: jax.Array | None = None) -> jax.Array:
+  """Outputs at positions pos..pos+T-1 of the causal conv over a history buffer (decoding).
+
+  hist_BxSxC holds the conv input of positions 0..pos+T-1 (later slots are never read: the
+  conv is causal). One token (T=1) is a dot product with the reversed filter: O(S C) per
+  token, no FFT and no recompute of earlier outputs. A longer chunk (prefill) is one FFT
+  convolution of the whole buffer, sliced.
+  """
+  S = hist_BxSxC.shape[1]
+  if T == 1:
+    lag_S = pos - jnp.arange(S)
+    taps_SxC = jnp.where((lag_S >= 0)[:, None], f32(h_SxC)[jnp.clip(lag_S, 0)], 0.0)
+    y_BxTxC = jnp.einsum('sc,bsc->bc', taps_SxC, f32(hist_BxSxC),
+                         precision=jax.lax.Precision.HIGHEST)[:, None]
+  else:
+    y_BxTxC = jax.lax.dynamic_slice_in_dim(fftconv(f32(hist_BxSxC), h_SxC), pos, T, axis=1)
+  u_BxTxC = f32(jax.lax.dynamic_slice_in_dim(hist_BxSxC, pos, T, axis=1))
+  if skip_C is not None:
+    y_BxTxC = y_BxTxC + u_BxTxC * f32(skip_C)[None, None]
+  return y_BxTxC.astype(hist_BxSxC.dtype)

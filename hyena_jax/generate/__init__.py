@@ -1,0 +1,1 @@
+"""Generation: cached prefill + per-token decode for every mixer, and sampling."""
