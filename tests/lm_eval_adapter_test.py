@@ -241,3 +241,21 @@ def test_batch_size_and_padding_do_not_change_results(adapter, model):
   assert [g for _, g in a[0]] == [g for _, g in b[0]]
   np.testing.assert_allclose(a[1], b[1], rtol=1e-5)
   assert a[2] == b[2]
+
+
+class _ForwardOnly(nnx.Module):
+  """A model with no decode cache: the adapter must fall back to recomputing the forward."""
+
+  def __init__(self, lm):
+    self.lm = lm
+
+  def __call__(self, tokens_BxL):
+    return self.lm(tokens_BxL)
+
+
+def test_cached_and_recompute_greedy_agree(adapter, model):
+  slow = lm_eval_adapter.HyenaJaxLM.from_model(_ForwardOnly(model), TOK, max_length=L,
+                                               batch_size=4, max_gen_toks=8)
+  assert not hasattr(slow._model, 'decode') and hasattr(adapter._model, 'decode')
+  ctxs = [gen_context(c) for c in GEN_CONTEXTS]
+  assert slow.greedy(ctxs, [], N_GEN) == adapter.greedy(ctxs, [], N_GEN)

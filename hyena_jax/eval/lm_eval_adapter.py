@@ -191,6 +191,7 @@ class HyenaJaxLM(TemplateLM):
         default_prefix_id(tokenizer))
     graphdef, self._state = nnx.split(model)
     self._score, self._next_token = make_fns(graphdef, vocab_size)
+    self._model = model
 
   @classmethod
   def from_model(cls, model: nnx.Module, tokenizer, max_length: int, **kw) -> 'HyenaJaxLM':
@@ -270,8 +271,11 @@ class HyenaJaxLM(TemplateLM):
 
   def greedy(self, contexts: Sequence[list[int]], until: Sequence[str],
              max_gen_toks: int) -> list[list[int]]:
-    """Greedy continuations (ids) of each context, by recomputing the full forward pass per
-    token: up to max_gen_toks, the end-of-text id (not returned) or an `until` string."""
+    """Greedy continuations (ids) of each context: up to max_gen_toks, the end-of-text id
+    (not returned) or an `until` string. Models of this codebase decode with their caches
+    (hyena_jax.generate, shapes bucketed); any other module recomputes the forward per token."""
+    if hasattr(self._model, 'decode'):
+      return self._cached_greedy(contexts, until, max_gen_toks)
     out: list[Any] = [None] * len(contexts)
     order = sorted(range(len(contexts)), key=lambda i: -len(contexts[i]))
     for c in range(0, len(order), self.batch_size):
@@ -301,6 +305,31 @@ class HyenaJaxLM(TemplateLM):
           break
       for r, i in enumerate(idx):
         out[i] = gen[r]
+    return out
+
+  def _cached_greedy(self, contexts, until, max_gen_toks):
+    from hyena_jax.generate import generate as gen  # pylint: disable=g-import-not-at-top
+    out: list[Any] = [None] * len(contexts)
+    order = sorted(range(len(contexts)), key=lambda i: -len(contexts[i]))
+    for c in range(0, len(order), self.batch_size):
+      idx = order[c:c + self.batch_size]
+      rows = [list(contexts[i]) for i in idx]
+      rows += [[self._prefix]] * (self.batch_size - len(rows))  # One compiled batch size.
+      buffer_len = bucket_len(len(rows[0]) + max_gen_toks, self.max_length)
+      prefill = 1 << (min(map(len, rows)).bit_length() - 1)  # Power of two <= shortest.
+      new = gen.generate(self._model, rows, max_gen_toks, temperature=0.0,
+                         buffer_len=max(buffer_len, len(rows[0]) + max_gen_toks),
+                         prefill_len=prefill)
+      for r, i in enumerate(idx):
+        kept = []
+        for t in new[r]:
+          if self._eot is not None and t == self._eot:
+            break
+          kept.append(t)
+          text = self.tok_decode(kept)
+          if any(u and u in text for u in until):
+            break
+        out[i] = kept
     return out
 
   def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:

@@ -63,11 +63,13 @@ def _generate(graphdef, state, prompt_BxS, lengths_B, key, *, m: int, method: st
 
 def generate(model: nnx.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int, *,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
-             eos_id: int | None = None, method: str = 'cached') -> list[list[int]]:
+             eos_id: int | None = None, method: str = 'cached', buffer_len: int | None = None,
+             prefill_len: int | None = None) -> list[list[int]]:
   """max_new_tokens new ids per prompt (cut after eos_id when given), greedy at temperature 0.
 
-  The same seed gives the same samples; a row's samples depend on its position in the batch
-  only through the shared key stream (fold_in of the position).
+  The same seed gives the same samples. buffer_len (>= longest prompt + max_new_tokens) and
+  prefill_len (<= shortest prompt) fix the compiled shapes, so callers with many prompt
+  lengths (the lm-eval adapter) can bucket them; the results do not change.
   """
   if method not in METHODS:
     raise ValueError(f'method={method!r}: choose from {METHODS}')
@@ -81,6 +83,13 @@ def generate(model: nnx.Module, prompts: Sequence[Sequence[int]], max_new_tokens
                      f'top_k={top_k} >= 0')
   lengths = np.array([len(p) for p in prompts], np.int32)
   S = int(lengths.max()) + max_new_tokens
+  if buffer_len is not None:
+    if buffer_len < S:
+      raise ValueError(f'buffer_len={buffer_len} < longest prompt + max_new_tokens = {S}')
+    S = buffer_len
+  m = int(lengths.min()) if prefill_len is None else prefill_len
+  if not 1 <= m <= lengths.min():
+    raise ValueError(f'prefill_len={m} must be in [1, shortest prompt {lengths.min()}]')
   vocab = getattr(model, 'vocab_size', None)
   buf = np.zeros((len(prompts), S), np.int32)
   for i, p in enumerate(prompts):
@@ -90,7 +99,7 @@ def generate(model: nnx.Module, prompts: Sequence[Sequence[int]], max_new_tokens
     buf[i, :len(p)] = p
   graphdef, state = nnx.split(model)
   out = np.asarray(_generate(graphdef, state, jnp.asarray(buf), jnp.asarray(lengths),
-                             jax.random.key(seed), m=int(lengths.min()), method=method,
+                             jax.random.key(seed), m=m, method=method,
                              temperature=float(temperature), top_k=int(top_k),
                              top_p=float(top_p)))
   new = [out[i, n:n + max_new_tokens].tolist() for i, n in enumerate(lengths)]

@@ -1,0 +1,111 @@
+"""Decode speed per mixer: seconds per generated token after a context of C tokens.
+
+  python benchmarks/decode.py --contexts 1024,2048,8192 \
+      --out benchmarks/results/decode_cpu.json
+
+For every mixer (equal width and depth: d_model 512, 4 blocks with MLPs, vocab 4,096, batch 1,
+float32) and context C, the cache is filled by one prefill of C tokens, then single-token
+decode steps (one jitted LM.decode call each, timed to block_until_ready) give the median
+seconds per token. 'recompute' is the full forward over the C+1 tokens for each new token
+(what a decoder without a cache does, and what safari offers). 'hyena modal' decodes with
+the filters distilled to --modal_order poles per channel (O(1) per token; the fit itself is
+not timed). The goal (README "Generation"): Hyena cached >= 20x faster per token than
+recompute at C = 2K; Longhorn and modal Hyena flat in C.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _REPO not in sys.path:
+  sys.path.insert(0, _REPO)
+
+import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp
+from flax import nnx
+
+from hyena_jax import config_lib
+from hyena_jax.models import LM
+
+
+def model_for(mixer: str, l_max: int, d_model: int, n_layer: int, vocab: int) -> LM:
+  c = config_lib.base_config().model
+  c.update(mixer=mixer, d_model=d_model, n_layer=n_layer, vocab_size=vocab, l_max=l_max,
+           d_inner=4 * d_model)
+  c.attention.num_heads = d_model // 64
+  return LM(c, rngs=nnx.Rngs(0))
+
+
+def timed(fn, *args, runs: int):
+  out = jax.block_until_ready(fn(*args))  # Compile + warm up.
+  times = []
+  for _ in range(runs):
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t0)
+  return statistics.median(times), out
+
+
+def bench(kind: str, C: int, args) -> dict:
+  mixer, _, method = kind.partition(' ')
+  model = model_for(mixer, 2 * C, args.d_model, args.n_layer, args.vocab)
+  if method == 'modal':
+    from hyena_jax.generate import modal  # pylint: disable=g-import-not-at-top
+    model = modal.to_modal(model, order=args.modal_order)
+  graphdef, state = nnx.split(model)
+  toks = jax.random.randint(jax.random.key(0), (1, C + 1), 0, args.vocab)
+  if method == 'recompute':
+    fwd = jax.jit(lambda s, t: nnx.merge(graphdef, s)(t)[:, -1])
+    sec, _ = timed(fwd, state, toks, runs=args.recompute_runs)
+    return {'kind': kind, 'context': C, 'sec_per_token': sec}
+  prefill = jax.jit(lambda s, t: nnx.merge(graphdef, s).decode(
+      t, nnx.merge(graphdef, s).init_cache(1, C + args.runs + 2)))
+  _, cache = jax.block_until_ready(prefill(state, toks[:, :C]))
+  step = jax.jit(lambda s, t, cache: nnx.merge(graphdef, s).decode(t, cache))
+  sec, _ = timed(step, state, toks[:, C:C + 1], cache, runs=args.runs)
+  return {'kind': kind, 'context': C, 'sec_per_token': sec}
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--contexts', default='1024,2048,8192')
+  p.add_argument('--kinds', default='hyena cached,hyena recompute,hyena modal,attention cached,'
+                 'attention recompute,longhorn cached')
+  p.add_argument('--d_model', type=int, default=512)
+  p.add_argument('--n_layer', type=int, default=4)
+  p.add_argument('--vocab', type=int, default=4096)
+  p.add_argument('--modal_order', type=int, default=16)
+  p.add_argument('--runs', type=int, default=30)
+  p.add_argument('--recompute_runs', type=int, default=3)
+  p.add_argument('--out', default=None)
+  args = p.parse_args()
+  rows = []
+  for C in [int(c) for c in args.contexts.split(',')]:
+    for kind in args.kinds.split(','):
+      r = bench(kind, C, args)
+      rows.append(r)
+      print(f'[{kind} C={C}] {r["sec_per_token"] * 1e3:.2f} ms/token', flush=True)
+  by = {(r['kind'], r['context']): r['sec_per_token'] for r in rows}
+  print('\n| context | ' + ' | '.join(f'{k} ms/token' for k in args.kinds.split(',')) +
+        ' | Hyena recompute / cached |')
+  print('|---' * (len(args.kinds.split(',')) + 2) + '|')
+  for C in sorted({r['context'] for r in rows}):
+    cells = [f'{by[(k, C)] * 1e3:.2f}' if (k, C) in by else '-' for k in args.kinds.split(',')]
+    ratio = (by.get(('hyena recompute', C), 0) / by[('hyena cached', C)]
+             if ('hyena cached', C) in by else 0)
+    print(f'| {C} | ' + ' | '.join(cells) + f' | {ratio:.1f} |')
+  env = {'jax': jax.__version__, 'backend': jax.default_backend(),
+         'device': str(jax.devices()[0].device_kind), 'cpu_threads': os.cpu_count(),
+         'XLA_FLAGS': os.environ.get('XLA_FLAGS', '')}
+  print(env)
+  if args.out:
+    with open(args.out, 'w') as f:
+      json.dump({'args': vars(args), 'env': env, 'rows': rows}, f, indent=1)
+
+
+if __name__ == '__main__':
+  main()
