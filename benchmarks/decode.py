@@ -55,7 +55,7 @@ def bench(kind: str, C: int, args) -> dict:
   model = model_for(mixer, 2 * C, args.d_model, args.n_layer, args.vocab)
   if method == 'modal':
     from hyena_jax.generate import modal  # pylint: disable=g-import-not-at-top
-    model = modal.to_modal(model, order=args.modal_order)
+    model, _ = modal.to_modal(model, order=args.modal_order)
   graphdef, state = nnx.split(model)
   toks = jax.random.randint(jax.random.key(0), (1, C + 1), 0, args.vocab)
   if method == 'recompute':

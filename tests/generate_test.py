@@ -139,3 +139,25 @@ def test_bad_arguments():
     gen.generate(model, [[1] * 40], 20)
   with pytest.raises(ValueError, match='method'):
     gen.generate(model, [[1]], 3, method='bogus')
+
+
+def test_modal_decode_equals_the_modal_forward_and_approximates_the_filter():
+  from hyena_jax.generate import modal  # pylint: disable=g-import-not-at-top
+  model = tiny_lm('hyena', scale=1.0)
+  modal_model, report = modal.to_modal(model, order=8)
+  assert [r['layer'] for r in report] == [0, 1] and model.blocks[0].mixer.modal_poles is None
+  assert all(r['max_rel_err'] < 0.05 for r in report), report
+  toks = jax.random.randint(jax.random.key(2), (2, 20), 0, V)
+  full = modal_model(toks)[..., :V]
+  np.testing.assert_allclose(full, model(toks)[..., :V], atol=0.05)  # Close to the original.
+  cache = modal_model.init_cache(2, 24)
+  assert 'hist' not in cache['layers'][0] and cache['layers'][0]['modal'].shape[-1] == 8
+  out, cache = modal_model.decode(toks[:, :5], cache)
+  outs = [out]
+  for t in range(5, 20):
+    out, cache = modal_model.decode(toks[:, t:t + 1], cache)
+    outs.append(out)
+  np.testing.assert_allclose(jnp.concatenate(outs, 1)[..., :V], full, atol=1e-4, rtol=1e-4)
+  new = gen.generate(modal_model, [[1, 2, 3]], 6, temperature=0.0)
+  logits = modal_model(jnp.asarray([[1, 2, 3] + new[0]]))[0, :, :V]
+  assert np.argmax(np.asarray(logits[2:-1]), -1).tolist() == new[0]

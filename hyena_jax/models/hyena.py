@@ -60,6 +60,11 @@ class HyenaFilter(nnx.Module):
     return h_LxC
 
 
+class Modal(nnx.Variable):
+  """A long filter distilled to poles and residues (hyena_jax.generate.modal): not trained,
+  not a Param, so optimisers and parameter counts never see it."""
+
+
 class HyenaOperator(nnx.Module):
   """y = out_proj(x_0 * (h * (x_1 * v) + B * (x_1 * v))) for order 2; safari order-N recurrence."""
 
@@ -82,16 +87,30 @@ class HyenaOperator(nnx.Module):
         learn_pos_emb=h.learn_pos_emb, modulate=h.modulate, fast_decay_pct=h.fast_decay_pct,
         slow_decay_pct=h.slow_decay_pct, target=h.decay_target, shift=h.decay_shift, rngs=rngs)
     self.out_proj = dense(d_model, d_model, rngs, std=0.02 / math.sqrt(2 * n_layer), dtype=dtype)
+    # Set by hyena_jax.generate.modal.to_modal: Modal (poles, residues), each C x modes.
+    self.modal_poles = self.modal_residues = None
+
+  def long_filters(self, L: int) -> jax.Array:
+    """h_LxDxO: the implicit filters, or their modal form once distilled."""
+    D, N = self.d_model, self.order
+    if self.modal_poles is None:
+      return self.filter(L).reshape(L, D, N - 1)
+    return ops.modal.modal_filter(self.modal_poles[...], self.modal_residues[...],
+                                  L).reshape(L, D, N - 1)
 
   def init_state(self, batch_size: int, dtype=jnp.float32, *, max_len: int) -> dict:
-    """Decode cache for max_len positions: the short conv's last K-1 inputs, every long
-    conv's input history, and the filter taps (computed once here, not per token)."""
+    """Decode cache for max_len positions: the short conv's last K-1 inputs, and every long
+    conv's input history with the filter taps (computed once here, not per token) -- or,
+    for a modal filter, its O(1) recurrent state (any max_len up to l_max)."""
     if max_len > self.l_max:
       raise ValueError(f'decode length {max_len} exceeds l_max {self.l_max}')
     D, N, K = self.d_model, self.order, self.short_kernel.shape[0]
-    return {'conv': jnp.zeros((batch_size, K - 1, (N + 1) * D), dtype),
-            'hist': jnp.zeros((N - 1, batch_size, max_len, D), dtype),
-            'h': self.filter(max_len).reshape(max_len, D, N - 1)}
+    conv = jnp.zeros((batch_size, K - 1, (N + 1) * D), dtype)
+    if self.modal_poles is not None:
+      modes = self.modal_poles.shape[-1]
+      return {'conv': conv, 'modal': jnp.zeros((N - 1, batch_size, D, modes), jnp.complex64)}
+    return {'conv': conv, 'hist': jnp.zeros((N - 1, batch_size, max_len, D), dtype),
+            'h': self.long_filters(max_len)}
 
   def __call__(self, u_BxLxD: jax.Array, state: dict | None = None, *,
                key: jax.Array | None = None, pos: jax.Array | int = 0):
@@ -109,20 +128,38 @@ class HyenaOperator(nnx.Module):
     skip_DxO = self.filter.bias[...].reshape(D, N - 1)
     keys = [None] * (N - 1) if key is None else list(jax.random.split(key, N - 1))
     if state is None:
-      h_LxDxO = self.filter(L).reshape(L, D, N - 1)
+      h_LxDxO = self.long_filters(L)
       for o, x_gate in enumerate(reversed(xs[1:])):
         v_BxLxD = ops.dropout(v_BxLxD * x_gate, self.dropout_rate, keys[o])
         v_BxLxD = ops.fftconv(v_BxLxD, h_LxDxO[..., o], skip_DxO[:, o], fft_size=self.fft_size)
       return self.out_proj(v_BxLxD * xs[0])
-    hist = []
+    tail = jnp.concatenate([state['conv'], zin_BxLxW.astype(state['conv'].dtype)], axis=1)
+    new_state = {'conv': tail[:, tail.shape[1] - state['conv'].shape[1]:]}
+    carried = []
     for o, x_gate in enumerate(reversed(xs[1:])):
       v_BxLxD = v_BxLxD * x_gate
-      hist_BxSxD = jax.lax.dynamic_update_slice_in_dim(
-          state['hist'][o], v_BxLxD.astype(state['hist'].dtype), pos, axis=1)
-      hist.append(hist_BxSxD)
-      v_BxLxD = ops.cached_causal_conv(hist_BxSxD, state['h'][..., o], pos, L,
-                                       skip_DxO[:, o]).astype(u_BxLxD.dtype)
-    tail = jnp.concatenate([state['conv'], zin_BxLxW.astype(state['conv'].dtype)], axis=1)
-    new_state = {'conv': tail[:, tail.shape[1] - state['conv'].shape[1]:],
-                 'hist': jnp.stack(hist), 'h': state['h']}
+      if 'modal' in state:
+        y_BxLxD, x_BxDxM = self._modal_conv(v_BxLxD, state['modal'][o], o)
+        carried.append(x_BxDxM)
+      else:
+        hist_BxSxD = jax.lax.dynamic_update_slice_in_dim(
+            state['hist'][o], v_BxLxD.astype(state['hist'].dtype), pos, axis=1)
+        carried.append(hist_BxSxD)
+        y_BxLxD = ops.cached_causal_conv(hist_BxSxD, state['h'][..., o], pos, L)
+      v_BxLxD = (ops.f32(y_BxLxD) + ops.f32(v_BxLxD) * skip_DxO[None, None, :, o]
+                 ).astype(u_BxLxD.dtype)
+    if 'modal' in state:
+      new_state['modal'] = jnp.stack(carried)
+    else:
+      new_state.update(hist=jnp.stack(carried), h=state['h'])
     return self.out_proj(v_BxLxD * xs[0]), new_state
+
+  def _modal_conv(self, v_BxLxD, x_BxDxM, o: int):
+    """Filter o's convolution as the modal recurrence from state x (no skip term)."""
+    D, N = self.d_model, self.order
+    poles_DxM = self.modal_poles[...].reshape(D, N - 1, -1)[:, o]
+    residues_DxM = self.modal_residues[...].reshape(D, N - 1, -1)[:, o]
+    if v_BxLxD.shape[1] == 1:
+      y_BxD, x_BxDxM = ops.modal.modal_step(x_BxDxM, v_BxLxD[:, 0], poles_DxM, residues_DxM)
+      return y_BxD[:, None], x_BxDxM
+    return ops.modal.modal_scan(v_BxLxD, poles_DxM, residues_DxM, x_BxDxM)

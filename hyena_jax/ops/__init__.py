@@ -5,4 +5,4 @@ from hyena_jax.ops.fftconv import cached_causal_conv, direct_causal_conv, fftcon
 from hyena_jax.ops.filters import decay_rates, modulate, positional_features, sine_mlp
 from hyena_jax.ops.shortconv import causal_depthwise_conv
 from hyena_jax.ops.misc import dropout, f32
-from hyena_jax.ops import longhorn
+from hyena_jax.ops import longhorn, modal
