@@ -35,6 +35,8 @@ def _run(workdir: str, token_offset: int = 0):
     with open(os.path.join(workdir, 'eval', evals[-1])) as f:
       res = json.load(f)['results']
     for split in ('valid', 'test'):
+      if split not in res:  # Stage-1 students: valid only.
+        continue
       r = res[split]['nonoverlap']
       out[split] = {'perplexity': round(r['perplexity'], 2),
                     'bits_per_byte': round(r['bits_per_byte'], 4)}
