@@ -72,8 +72,8 @@ def plot(rows, out: str) -> None:
         'curve', [])
     if c:
       ax.plot([t / 1e6 for t, _ in c], [p for _, p in c], '-o', ms=3, label=f'distilled: {label}')
-  if 'teacher' in rows and 'valid' in rows['teacher']:
-    ax.axhline(rows['teacher']['valid']['perplexity'], color='gray', ls='--',
+  if rows.get('teacher', {}).get('curve'):  # Its last train-time eval: the same 32K tokens.
+    ax.axhline(rows['teacher']['curve'][-1][1], color='gray', ls='--',
                label=f'teacher ({rows["teacher"]["tokens"] / 1e6:.2f}M tokens)')
   if 'cumulative_attn1/layers' in rows:
     ax.axvline(rows['cumulative_attn1/layers']['tokens'] / 1e6, color='gray', ls=':', lw=0.8)

@@ -26,9 +26,19 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from hyena_jax import config_lib
 from hyena_jax.distill import steps as distill_steps
 from hyena_jax.eval import perplexity, restore
 from hyena_jax.generate import modal
+
+
+def _merge(base, saved) -> None:
+  """A workdir's config.json over today's defaults (older runs lack newer fields)."""
+  for k, v in saved.items():
+    if isinstance(v, dict) and k in base and hasattr(base[k], 'keys'):
+      _merge(base[k], v)
+    else:
+      base[k] = v
 
 
 def nll(model, stream, L: int, batch_size: int) -> float:
@@ -58,7 +68,8 @@ def main():
   args = p.parse_args()
   rows = []
   for wd in args.workdirs.split(','):
-    c = distill_steps.run_config(wd)
+    c = config_lib.base_config()
+    _merge(c, distill_steps.run_config(wd).to_dict())
     trainer, state, step = restore.restore_checkpoint(c, wd)
     model = nnx.merge(trainer.graphdef, state['params'])
     L = c.data.seq_len
