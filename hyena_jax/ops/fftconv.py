@@ -63,8 +63,10 @@ def cached_causal_conv(hist_BxSxC: jax.Array, h_SxC: jax.Array, pos: jax.Array, 
   """
   S = hist_BxSxC.shape[1]
   if T == 1:
-    lag_S = pos - jnp.arange(S)
-    taps_SxC = jnp.where((lag_S >= 0)[:, None], f32(h_SxC)[jnp.clip(lag_S, 0)], 0.0)
+    # taps[s] = h[pos - s] (0 for s > pos) as a slice of the reversed, zero-extended filter:
+    # a contiguous copy, where a gather of S x C taps is ~10x slower on XLA:CPU.
+    rev_2SxC = jnp.concatenate([f32(h_SxC)[::-1], jnp.zeros_like(f32(h_SxC))], axis=0)
+    taps_SxC = jax.lax.dynamic_slice_in_dim(rev_2SxC, S - 1 - pos, S, axis=0)
     y_BxTxC = jnp.einsum('sc,bsc->bc', taps_SxC, f32(hist_BxSxC),
                          precision=jax.lax.Precision.HIGHEST)[:, None]
   else:
