@@ -57,10 +57,10 @@ def bench(kind: str, C: int, args) -> dict:
   if method == 'modal':
     from hyena_jax.models.hyena import Modal  # pylint: disable=g-import-not-at-top
     for i, block in enumerate(model.blocks):
-      C = block.mixer.filter.bias.shape[0]
+      ch = block.mixer.filter.bias.shape[0]
       k1, k2 = jax.random.split(jax.random.key(i))
-      poles = jax.random.uniform(k1, (C, args.modal_order), minval=0.9, maxval=0.999) * jnp.exp(
-          1j * jax.random.uniform(k2, (C, args.modal_order), maxval=jnp.pi))
+      poles = jax.random.uniform(k1, (ch, args.modal_order), minval=0.9, maxval=0.999) * jnp.exp(
+          1j * jax.random.uniform(k2, (ch, args.modal_order), maxval=jnp.pi))
       block.mixer.modal_poles = nnx.data(Modal(poles.astype(jnp.complex64)))
       block.mixer.modal_residues = nnx.data(Modal(0.01 * poles.astype(jnp.complex64)))
   graphdef, state = nnx.split(model)
