@@ -43,8 +43,8 @@ def _train_rows(workdir):
   return {r['step']: r for r in rows if r['split'] == 'train'}
 
 
-# meta_adam's resume is left out for CI time: meta_lstm carries a superset of its state
-# (DLN + its optimizer + the teacher's); the 8-device test runs meta mode end to end.
+# meta_adam's resume is left out for CI time: meta_lstm resumes the same meta cycle (plus
+# the LSTM teacher's state); tests/l2t_meta_test.py covers the Adam teacher's step.
 @pytest.mark.parametrize('mode', ['paper', 'meta_lstm'])
 def test_l2t_state_survives_checkpoint_and_resume_exactly(tmp_path, mode):
   c = _tiny(mode)
