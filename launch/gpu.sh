@@ -51,21 +51,8 @@ NUM_PROCESSES, PROCESS_ID.
 EOF
 }
 
-die() { echo "launch/gpu.sh: error: $*" >&2; exit 2; }
-
-quote() {  # one shell word, quoted only when it needs to be
-  local s=$1 sq="'" esc="'\\''"
-  if [[ -n $s && $s =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then printf '%s' "$s"
-  else printf "'%s'" "${s//$sq/$esc}"; fi
-}
-
-show() {
-  local out='' a
-  for a in "$@"; do out+="${out:+ }$(quote "$a")"; done
-  printf '%s\n' "$out"
-}
-
-run() { if [[ $DRY_RUN == 1 ]]; then show "$@"; else "$@"; fi; }
+# shellcheck source-path=SCRIPTDIR source=common.bash
+. "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 run_exec() { if [[ $DRY_RUN == 1 ]]; then show "$@"; else exec "$@"; fi; }
 
 check_workdir() {

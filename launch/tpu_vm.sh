@@ -83,23 +83,10 @@ Settings (environment):
 EOF
 }
 
-die() { echo "launch/tpu_vm.sh: error: $*" >&2; exit 2; }
-
-quote() {  # one shell word, quoted only when it needs to be
-  local s=$1 sq="'" esc="'\\''"
-  if [[ -n $s && $s =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then printf '%s' "$s"
-  else printf "'%s'" "${s//$sq/$esc}"; fi
-}
-
-show() {
-  local out='' a
-  for a in "$@"; do out+="${out:+ }$(quote "$a")"; done
-  printf '%s\n' "$out"
-}
+# shellcheck source-path=SCRIPTDIR source=common.bash
+. "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 
 quote_all() { local out='' a; for a in "$@"; do out+=" $(quote "$a")"; done; printf '%s' "$out"; }
-
-run() { if [[ $DRY_RUN == 1 ]]; then show "$@"; else "$@"; fi; }
 
 tpu() {  # SUBCOMMAND ARGS...: gcloud compute tpus tpu-vm with the zone and project
   run "$GCLOUD" compute tpus tpu-vm "$@" "--zone=$ZONE" ${PROJECT:+"--project=$PROJECT"}
