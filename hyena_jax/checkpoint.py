@@ -15,8 +15,18 @@ import orbax.checkpoint as ocp
 from hyena_jax import config_lib
 
 
-def _model_signature(c: ml_collections.ConfigDict) -> dict:
-  return json.loads(c.model.to_json())
+# Fields that pick an implementation of the same function with the same parameters: a run may
+# resume with another one (e.g. the reference kernels, to debug), so they are not compared.
+_IMPL_FIELDS = (('attention', 'impl'), ('hyena', 'impl'), ('longhorn', 'scan'),
+                ('longhorn', 'chunk'))
+
+
+def _model_signature(model: dict) -> dict:
+  model = json.loads(json.dumps(model))
+  for group, name in _IMPL_FIELDS:
+    if isinstance(model.get(group), dict):
+      model[group].pop(name, None)
+  return model
 
 
 class Checkpointer:
@@ -37,8 +47,8 @@ class Checkpointer:
     path = os.path.join(self.workdir, 'config.json')
     if self.latest_step() is not None and os.path.exists(path):
       with open(path) as f:
-        saved = json.load(f).get('model', {})
-      now = _model_signature(c)
+        saved = _model_signature(json.load(f).get('model', {}))
+      now = _model_signature(json.loads(c.model.to_json()))
       diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
       if diff:
         k = diff[0]

@@ -75,11 +75,16 @@ def base_config() -> ml_collections.ConfigDict:
   h.short_filter_order = 3
   h.dropout = 0.0                  # Dropout on the gated signal before each long conv.
   h.fft_size = ml_collections.config_dict.placeholder(int)  # None: 2L.
+  # channels_first (fast: C x B x L, hand-written projection VJPs) or reference (B x L x D,
+  # plain autodiff). Same function and parameters; decoding uses its own cached path.
+  h.impl = 'channels_first'
   # model.mixer='attention': causal softmax attention with GPT-NeoX rotary embeddings.
   m.attention = ml_collections.ConfigDict()
   m.attention.num_heads = 8
   m.attention.rotary_pct = 0.25    # Fraction of each head's dims rotated (NeoX rotary_pct).
   m.attention.rotary_base = 10000.0
+  # xla (the L x L einsum), blockwise (flash-style tiles, O(L) memory), or auto: by length.
+  m.attention.impl = 'auto'
   # model.mixer='longhorn' (Liu et al. 2024): blocks without MLP (model.d_inner=0) in the paper.
   m.longhorn = ml_collections.ConfigDict()
   m.longhorn.d_state = 16          # N: state size per channel.
@@ -186,6 +191,8 @@ def validate(c: ml_collections.ConfigDict, device_count: int = 1) -> None:
   from hyena_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   from hyena_jax.models import MIXERS  # pylint: disable=g-import-not-at-top
   from hyena_jax.models import attention as attention_lib  # pylint: disable=g-import-not-at-top
+  from hyena_jax.models import hyena as hyena_lib  # pylint: disable=g-import-not-at-top
+  from hyena_jax.ops import attention as attention_ops  # pylint: disable=g-import-not-at-top
   from hyena_jax.ops import longhorn as longhorn_ops  # pylint: disable=g-import-not-at-top
   m, h, o, t = c.model, c.model.hyena, c.optim, c.train
   _check(m.mixer in MIXERS, f'model.mixer={m.mixer!r} is unknown; choose from {sorted(MIXERS)}')
@@ -216,6 +223,8 @@ def validate(c: ml_collections.ConfigDict, device_count: int = 1) -> None:
     _check(0.0 <= h.dropout < 1.0, f'model.hyena.dropout={h.dropout} must be in [0, 1)')
     _check(h.fft_size is None or h.fft_size >= 2 * c.data.seq_len - 1,
            f'model.hyena.fft_size={h.fft_size} must be >= 2*seq_len-1 = {2 * c.data.seq_len - 1}')
+    _check(h.impl in hyena_lib.IMPLS,
+           f'model.hyena.impl={h.impl!r} is unknown; choose from {list(hyena_lib.IMPLS)}')
   if m.mixer == 'attention':
     a = m.attention
     _check(a.num_heads > 0 and m.d_model % a.num_heads == 0,
@@ -227,6 +236,8 @@ def validate(c: ml_collections.ConfigDict, device_count: int = 1) -> None:
     _check(r % 2 == 0, f'model.attention.rotary_pct={a.rotary_pct} gives {r} rotary dims per '
            f'head (head dim {m.d_model // a.num_heads}); it must be even')
     _check(a.rotary_base > 0, f'model.attention.rotary_base={a.rotary_base} must be positive')
+    _check(a.impl in attention_ops.IMPLS,
+           f'model.attention.impl={a.impl!r} is unknown; choose from {list(attention_ops.IMPLS)}')
   if m.mixer == 'longhorn':
     lc = m.longhorn
     for name in ('d_state', 'expand', 'd_conv', 'chunk'):

@@ -67,6 +67,89 @@ def test_causal_attention_ignores_the_future():
   chex.assert_trees_all_close(ops.causal_attention(q, k2, v2)[:, :6], y[:, :6], atol=1e-6)
 
 
+def _weighted_sum_grads(attention, q, k, v):
+  """d/d(q, k, v) of a random-weighted sum of the output: a full, generic cotangent."""
+  w = _rand(9, q.shape)
+  loss = lambda q, k, v: jnp.sum(w * attention(q, k, v).astype(jnp.float32))
+  return jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(q, k, v)
+
+
+# L a multiple of the blocks, not one, below one block, a single token, evened-out blocks
+# (130 runs as two of 80); unequal blocks both ways.
+@pytest.mark.parametrize('L,block_q,block_k', [
+    (32, 8, 8), (19, 8, 8), (5, 8, 8), (1, 8, 8), (130, 128, 128), (37, 16, 8), (37, 8, 16)])
+def test_blockwise_forward_and_gradients_match_the_reference(L, block_q, block_k):
+  q, k, v = (_rand(i, (2, L, 3, 8)) for i in range(3))
+  blockwise = jax.jit(lambda q, k, v: ops.blockwise_causal_attention(
+      q, k, v, block_q=block_q, block_k=block_k))
+  y = blockwise(q, k, v)
+  assert y.dtype == jnp.float32
+  np.testing.assert_allclose(y, ops.causal_attention(q, k, v), rtol=1e-5, atol=1e-6)
+  got = _weighted_sum_grads(blockwise, q, k, v)
+  want = _weighted_sum_grads(ops.causal_attention, q, k, v)
+  for name, g, r in zip('qkv', got, want):
+    np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5, err_msg=f'd{name}')
+
+
+def test_blockwise_bf16_stays_bf16_and_near_the_oracle():
+  q, k, v = (_rand(i, (1, 40, 2, 16), jnp.bfloat16) for i in range(3))
+  q = q * 4  # Large logits, as in the reference's bf16 test.
+  blockwise = lambda q, k, v: ops.blockwise_causal_attention(q, k, v, block_q=16, block_k=16)
+  y = blockwise(q, k, v)
+  assert y.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(y, np.float32), np_attention(q, k, v), atol=3e-2)
+  got = _weighted_sum_grads(blockwise, q, k, v)
+  f32 = [a.astype(jnp.float32) for a in (q, k, v)]
+  want = _weighted_sum_grads(ops.causal_attention, *f32)
+  for name, g, r in zip('qkv', got, want):
+    assert g.dtype == jnp.bfloat16, name
+    scale = float(jnp.abs(r).max())
+    np.testing.assert_allclose(np.asarray(g, np.float32), r, atol=3e-2 * scale, err_msg=name)
+
+
+def test_blockwise_backward_memory_is_linear_in_length():
+  # Compile only (nothing runs): the reference's temporaries hold at least one float32 L x L
+  # score matrix per head, the blockwise ones a few (L, K) buffers and one tile.
+  L, H = 4096, 2
+  q = jax.ShapeDtypeStruct((1, L, H, 16), jnp.float32)
+
+  def temp_bytes(attention):
+    loss = lambda q, k, v: jnp.sum(attention(q, k, v))
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+    return grad.lower(q, q, q).compile().memory_analysis().temp_size_in_bytes
+
+  scores = L * L * H * 4
+  assert temp_bytes(ops.causal_attention) >= scores  # The check bites on the einsum.
+  assert temp_bytes(ops.blockwise_causal_attention) < scores / 32
+
+
+def test_attend_picks_by_impl_and_length():
+  def picks_blockwise(L, impl):
+    q = jax.ShapeDtypeStruct((1, L, 2, 8), jnp.float32)
+    jaxpr = jax.make_jaxpr(lambda q: ops.attend(q, q, q, impl=impl))(q)
+    return 'custom_vjp_call' in str(jaxpr)
+
+  n = ops.attention.BLOCKWISE_MIN_LEN
+  assert not picks_blockwise(n - 1, 'auto') and picks_blockwise(n, 'auto')
+  assert picks_blockwise(16, 'blockwise') and not picks_blockwise(n, 'xla')
+  q = _rand(0, (1, 4, 1, 8))
+  with pytest.raises(ValueError, match='impl'):
+    ops.attend(q, q, q, impl='flash')
+
+
+def test_mixer_blockwise_matches_xla():
+  c = attn_cfg()
+  u = _rand(1, (2, 16, 32))
+  y = {}
+  for impl in ('xla', 'blockwise'):
+    c.model.attention.impl = impl
+    y[impl] = CausalSelfAttention(32, c.model, rngs=nnx.Rngs(0))(u)
+  np.testing.assert_allclose(y['blockwise'], y['xla'], rtol=1e-5, atol=1e-6)
+  c.model.attention.impl = 'flash'
+  with pytest.raises(ValueError, match='model.attention.impl='):
+    CausalSelfAttention(32, c.model, rngs=nnx.Rngs(0))
+
+
 @pytest.mark.parametrize('rotary_dims', [2, 8, 16])
 def test_rotary_matches_numpy_oracle_and_preserves_norms(rotary_dims):
   x = _rand(0, (2, 9, 3, 16))
@@ -198,7 +281,8 @@ def test_attention_config_is_valid():
 
 @pytest.mark.parametrize('field,value,D', [
     ('num_heads', 6, 32), ('num_heads', 0, 32), ('rotary_pct', 1.5, 32),
-    ('rotary_pct', -0.1, 32), ('rotary_pct', 0.375, 64), ('rotary_base', 0.0, 32)])
+    ('rotary_pct', -0.1, 32), ('rotary_pct', 0.375, 64), ('rotary_base', 0.0, 32),
+    ('impl', 'flash', 32)])
 def test_bad_attention_config_raises_one_line(field, value, D):
   c = attn_cfg(D=D, H=8 if D == 64 else 4)
   c.model.attention[field] = value

@@ -26,6 +26,7 @@ BAD = {
     'negative_d_inner': (helpers.set_field('model.d_inner', -1), 'model.d_inner'),
     'unknown_residual': (helpers.set_field('model.residual', 'prenorm'), 'model.residual'),
     'unknown_gelu': (helpers.set_field('model.gelu', 'relu'), 'model.gelu'),
+    'unknown_hyena_impl': (helpers.set_field('model.hyena.impl', 'fused'), 'model.hyena.impl'),
     'unknown_data_name': (helpers.set_field('data.name', 'no_such_dataset'), 'data.name'),
     'zero_lr': (helpers.set_field('optim.lr', 0.0), 'optim.lr'),
     'negative_lr': (helpers.set_field('optim.lr', -1e-3), 'optim.lr'),

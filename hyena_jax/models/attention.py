@@ -30,6 +30,11 @@ class CausalSelfAttention(nnx.Module):
       raise ValueError(f'd_model={d_model} is not divisible by num_heads={a.num_heads}')
     self.num_heads, self.rotary_base, self.d_model = a.num_heads, a.rotary_base, d_model
     self.rotary_dims = rotary_dims(d_model, a)
+    # A config.json saved before the field existed builds the same model.
+    self.impl = a.get('impl', 'auto')
+    if self.impl not in ops.attention.IMPLS:
+      raise ValueError(f'model.attention.impl={self.impl!r} is unknown; choose from '
+                       f'{list(ops.attention.IMPLS)}')
     dtype = jnp.dtype(cfg.dtype)
     self.qkv = dense(d_model, 3 * d_model, rngs, dtype=dtype)
     self.out_proj = dense(d_model, d_model, rngs, std=0.02 / math.sqrt(2 * n_layer), dtype=dtype)
@@ -54,7 +59,7 @@ class CausalSelfAttention(nnx.Module):
     q = ops.rotary(q, self.rotary_dims, self.rotary_base, offset)
     k = ops.rotary(k, self.rotary_dims, self.rotary_base, offset)
     if state is None:
-      return self.out_proj(ops.causal_attention(q, k, v).reshape(B, L, D))
+      return self.out_proj(ops.attend(q, k, v, impl=self.impl).reshape(B, L, D))
     put = lambda cache, x: jax.lax.dynamic_update_slice_in_dim(cache, x.astype(cache.dtype),
                                                                pos, axis=1)
     new_state = {'k': put(state['k'], k), 'v': put(state['v'], v)}

@@ -60,6 +60,11 @@ class HyenaFilter(nnx.Module):
     return h_LxC
 
 
+# channels_first: the fast path (hyena_jax.ops.channels); reference: the same maths in the
+# (B, L, D) layout with plain autodiff, kept as the readable spec the fast path is tested against.
+IMPLS = ('channels_first', 'reference')
+
+
 class Modal(nnx.Variable):
   """A long filter distilled to poles and residues (hyena_jax.generate.modal): not trained,
   not a Param, so optimisers and parameter counts never see it."""
@@ -73,6 +78,9 @@ class HyenaOperator(nnx.Module):
     h = cfg.hyena
     self.d_model, self.order, self.l_max = d_model, h.order, cfg.l_max
     self.dropout_rate, self.fft_size = h.dropout, h.get('fft_size', None)
+    self.impl = h.get('impl', 'channels_first')
+    if self.impl not in IMPLS:
+      raise ValueError(f'model.hyena.impl={self.impl!r} is not one of {IMPLS}')
     width = (h.order + 1) * d_model
     dtype = jnp.dtype(cfg.dtype)
     self.in_proj = dense(d_model, width, rngs, dtype=dtype)
@@ -100,7 +108,7 @@ class HyenaOperator(nnx.Module):
 
   def init_state(self, batch_size: int, dtype=jnp.float32, *, max_len: int) -> dict:
     """Decode cache for max_len positions: the short conv's last K-1 inputs, and every long
-    conv's input history with the filter taps (computed once here, not per token) -- or,
+    conv's input history with its reversed filter taps (built once here, not per token) -- or,
     for a modal filter, its O(1) recurrent state (any max_len up to l_max)."""
     if max_len > self.l_max:
       raise ValueError(f'decode length {max_len} exceeds l_max {self.l_max}')
@@ -110,7 +118,7 @@ class HyenaOperator(nnx.Module):
       modes = self.modal_poles.shape[-1]
       return {'conv': conv, 'modal': jnp.zeros((N - 1, batch_size, D, modes), jnp.complex64)}
     return {'conv': conv, 'hist': jnp.zeros((N - 1, batch_size, max_len, D), dtype),
-            'h': self.long_filters(max_len)}
+            'taps': jnp.moveaxis(ops.decode_taps(self.long_filters(max_len)), -1, 0)}
 
   def __call__(self, u_BxLxD: jax.Array, state: dict | None = None, *,
                key: jax.Array | None = None, pos: jax.Array | int = 0):
@@ -127,6 +135,8 @@ class HyenaOperator(nnx.Module):
     *xs, v_BxLxD = jnp.split(z_BxLxW, N + 1, axis=-1)
     skip_DxO = self.filter.bias[...].reshape(D, N - 1)
     keys = [None] * (N - 1) if key is None else list(jax.random.split(key, N - 1))
+    if state is None and self.impl == 'channels_first':
+      return self._forward_channels_first(u_BxLxD, keys)
     if state is None:
       h_LxDxO = self.long_filters(L)
       for o, x_gate in enumerate(reversed(xs[1:])):
@@ -145,14 +155,32 @@ class HyenaOperator(nnx.Module):
         hist_BxSxD = jax.lax.dynamic_update_slice_in_dim(
             state['hist'][o], v_BxLxD.astype(state['hist'].dtype), pos, axis=1)
         carried.append(hist_BxSxD)
-        y_BxLxD = ops.cached_causal_conv(hist_BxSxD, state['h'][..., o], pos, L)
+        y_BxLxD = ops.cached_causal_conv(hist_BxSxD, state['taps'][o], pos, L)
       v_BxLxD = (ops.f32(y_BxLxD) + ops.f32(v_BxLxD) * skip_DxO[None, None, :, o]
                  ).astype(u_BxLxD.dtype)
     if 'modal' in state:
       new_state['modal'] = jnp.stack(carried)
     else:
-      new_state.update(hist=jnp.stack(carried), h=state['h'])
+      new_state.update(hist=jnp.stack(carried), taps=state['taps'])
     return self.out_proj(v_BxLxD * xs[0]), new_state
+
+  def _forward_channels_first(self, u_BxLxD, keys):
+    """The training/prefill forward in the C x B x L layout (see hyena_jax.ops.channels)."""
+    L, D, N = u_BxLxD.shape[1], self.d_model, self.order
+    dt = self.in_proj.dtype or u_BxLxD.dtype
+    z_CxBxL = ops.channels.dense_to_channels(
+        u_BxLxD.astype(dt), self.in_proj.kernel[...].astype(dt), self.in_proj.bias[...])
+    z_CxBxL = ops.channels.causal_depthwise_conv_cf(z_CxBxL, self.short_kernel[...],
+                                                    self.short_bias[...])
+    *xs, v_DxBxL = jnp.split(z_CxBxL, N + 1, axis=0)
+    h_LxDxO = self.long_filters(L)
+    skip_DxO = self.filter.bias[...].reshape(D, N - 1)
+    for o, x_gate in enumerate(reversed(xs[1:])):
+      v_DxBxL = ops.dropout(v_DxBxL * x_gate, self.dropout_rate, keys[o])
+      v_DxBxL = ops.channels.fftconv_cf(v_DxBxL, h_LxDxO[..., o], skip_DxO[:, o],
+                                        fft_size=self.fft_size)
+    return ops.channels.dense_from_channels(
+        v_DxBxL * xs[0], self.out_proj.kernel[...].astype(dt), self.out_proj.bias[...])
 
   def _modal_conv(self, v_BxLxD, x_BxDxM, o: int):
     """Filter o's convolution as the modal recurrence from state x (no skip term)."""

@@ -52,26 +52,29 @@ def direct_causal_conv(u_BxLxC: jax.Array, h_LxC: jax.Array,
   return y.astype(u_BxLxC.dtype)
 
 
-def cached_causal_conv(hist_BxSxC: jax.Array, h_SxC: jax.Array, pos: jax.Array, T: int,
-                       skip_C: jax.Array | None = None) -> jax.Array:
+def decode_taps(h_SxC: jax.Array) -> jax.Array:
+  """The filter reversed and zero-extended, rev_2SxC[j] = h[S-1-j] (0 for j >= S), float32:
+  what cached_causal_conv slices its taps from. Built once per decode cache, not per token."""
+  h32_SxC = f32(h_SxC)
+  return jnp.concatenate([h32_SxC[::-1], jnp.zeros_like(h32_SxC)], axis=0)
+
+
+def cached_causal_conv(hist_BxSxC: jax.Array, rev_2SxC: jax.Array, pos: jax.Array, T: int
+                       ) -> jax.Array:
   """Outputs at positions pos..pos+T-1 of the causal conv over a history buffer (decoding).
 
   hist_BxSxC holds the conv input of positions 0..pos+T-1 (later slots are never read: the
-  conv is causal). One token (T=1) is a dot product with the reversed filter: O(S C) per
-  token, no FFT and no recompute of earlier outputs. A longer chunk (prefill) is one FFT
-  convolution of the whole buffer, sliced.
+  conv is causal); rev_2SxC = decode_taps(h). One token (T=1) is a dot product with
+  taps[s] = h[pos - s], a contiguous slice of rev (a gather of S x C taps is ~10x slower on
+  XLA:CPU): O(S C) per token, no FFT and no recompute of earlier outputs. A longer chunk
+  (prefill) is one FFT convolution of the whole buffer, sliced. No skip term.
   """
   S = hist_BxSxC.shape[1]
   if T == 1:
-    # taps[s] = h[pos - s] (0 for s > pos) as a slice of the reversed, zero-extended filter:
-    # a contiguous copy, where a gather of S x C taps is ~10x slower on XLA:CPU.
-    rev_2SxC = jnp.concatenate([f32(h_SxC)[::-1], jnp.zeros_like(f32(h_SxC))], axis=0)
     taps_SxC = jax.lax.dynamic_slice_in_dim(rev_2SxC, S - 1 - pos, S, axis=0)
     y_BxTxC = jnp.einsum('sc,bsc->bc', taps_SxC, f32(hist_BxSxC),
                          precision=jax.lax.Precision.HIGHEST)[:, None]
   else:
-    y_BxTxC = jax.lax.dynamic_slice_in_dim(fftconv(f32(hist_BxSxC), h_SxC), pos, T, axis=1)
-  u_BxTxC = f32(jax.lax.dynamic_slice_in_dim(hist_BxSxC, pos, T, axis=1))
-  if skip_C is not None:
-    y_BxTxC = y_BxTxC + u_BxTxC * f32(skip_C)[None, None]
+    y_BxTxC = jax.lax.dynamic_slice_in_dim(fftconv(f32(hist_BxSxC), rev_2SxC[:S][::-1]), pos,
+                                           T, axis=1)
   return y_BxTxC.astype(hist_BxSxC.dtype)

@@ -1,0 +1,108 @@
+"""Channels-first (C x B x L) kernels for the Hyena operator's fast path.
+
+Why this layout: the FFT runs over the minor axis, so with L minor (C x B x L) the long
+convolution, the short convolution and the gates need no transposes, forward or backward.
+What remains is getting in and out of the (B, L, D) model layout, and that is where XLA:CPU
+is slow if left alone: it folds the transposes into the projections' dots, then materialises
+them fused with their producers (a short-conv backward of slices and pads), and a fused
+slice+transpose runs ~10x slower than a plain one (0.7 s of a 1.9 s fwd+bwd at L=8K, D=768).
+The two projections below therefore have hand-written VJPs in which every dot is a canonical
+(M x K) @ (K x N) GEMM and every transpose is of a plain array, kept apart from its neighbours
+by optimization barriers. benchmarks/hyena_speed.py measures what this buys.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from hyena_jax.ops.misc import f32
+
+_barrier = jax.lax.optimization_barrier
+
+
+def _rows(x_BxLxD: jax.Array) -> jax.Array:
+  B, L, D = x_BxLxD.shape
+  return x_BxLxD.reshape(B * L, D)
+
+
+@jax.custom_vjp
+def dense_to_channels(u_BxLxD: jax.Array, w_DxC: jax.Array, b_C: jax.Array) -> jax.Array:
+  """z_CxBxL = (u w + b) transposed to channels-first, in u's dtype (the caller casts)."""
+  B, L, _ = u_BxLxD.shape
+  uT_DxN = _barrier(_rows(u_BxLxD).T)
+  z_CxN = (w_DxC.T @ uT_DxN).astype(u_BxLxD.dtype) + b_C.astype(u_BxLxD.dtype)[:, None]
+  return z_CxN.reshape(-1, B, L)
+
+
+def _to_fwd(u, w, b):
+  return dense_to_channels(u, w, b), (u, w, b)
+
+
+def _to_bwd(res, dz_CxBxL):
+  u_BxLxD, w_DxC, b_C = res
+  B, L, D = u_BxLxD.shape
+  dz_CxN = _barrier(dz_CxBxL.reshape(-1, B * L))
+  dwT_CxD = dz_CxN @ _rows(u_BxLxD)
+  duT_DxN = _barrier(w_DxC.astype(dz_CxN.dtype) @ dz_CxN)
+  du_BxLxD = duT_DxN.T.reshape(B, L, D)
+  return (du_BxLxD.astype(u_BxLxD.dtype), dwT_CxD.T.astype(w_DxC.dtype),
+          jnp.sum(f32(dz_CxN), axis=1).astype(b_C.dtype))
+
+
+dense_to_channels.defvjp(_to_fwd, _to_bwd)
+
+
+@jax.custom_vjp
+def dense_from_channels(y_CxBxL: jax.Array, w_CxE: jax.Array, b_E: jax.Array) -> jax.Array:
+  """out_BxLxE = y w + b from channels-first y, in y's dtype."""
+  C, B, L = y_CxBxL.shape
+  outT_ExN = (w_CxE.T @ y_CxBxL.reshape(C, B * L)).astype(y_CxBxL.dtype)
+  return _barrier(outT_ExN).T.reshape(B, L, -1) + b_E.astype(y_CxBxL.dtype)[None, None]
+
+
+def _from_fwd(y, w, b):
+  return dense_from_channels(y, w, b), (y, w, b)
+
+
+def _from_bwd(res, dout_BxLxE):
+  y_CxBxL, w_CxE, b_E = res
+  C, B, L = y_CxBxL.shape
+  dout_NxE = _rows(dout_BxLxE)
+  doutT_ExN = _barrier(dout_NxE.T)
+  dy_CxN = w_CxE.astype(doutT_ExN.dtype) @ doutT_ExN
+  dw_CxE = y_CxBxL.reshape(C, B * L) @ dout_NxE.astype(y_CxBxL.dtype)
+  return (dy_CxN.reshape(C, B, L).astype(y_CxBxL.dtype), dw_CxE.astype(w_CxE.dtype),
+          jnp.sum(f32(dout_NxE), axis=0).astype(b_E.dtype))
+
+
+dense_from_channels.defvjp(_from_fwd, _from_bwd)
+
+
+def causal_depthwise_conv_cf(x_CxBxL: jax.Array, w_KxC: jax.Array, b_C: jax.Array | None = None
+                             ) -> jax.Array:
+  """ops.causal_depthwise_conv on channels-first input: y_t = sum_k w_k x_{t-(K-1)+k} + b."""
+  K, L = w_KxC.shape[0], x_CxBxL.shape[-1]
+  xp = jnp.pad(x_CxBxL, ((0, 0), (0, 0), (K - 1, 0)))
+  w = w_KxC.astype(x_CxBxL.dtype)
+  y = xp[..., K - 1:] * w[K - 1][:, None, None]
+  for k in range(K - 1):
+    y = y + xp[..., k:k + L] * w[k][:, None, None]
+  if b_C is not None:
+    y = y + b_C.astype(x_CxBxL.dtype)[:, None, None]
+  return y
+
+
+def fftconv_cf(u_CxBxL: jax.Array, h_LxC: jax.Array, skip_C: jax.Array | None = None,
+               fft_size: int | None = None) -> jax.Array:
+  """ops.fftconv on channels-first input (FFT over the minor axis), float32 inside."""
+  L = u_CxBxL.shape[-1]
+  if h_LxC.shape[0] != L:
+    raise ValueError(f'filter length {h_LxC.shape[0]} != sequence length {L}')
+  n = 2 * L if fft_size is None else fft_size
+  if n < 2 * L - 1:
+    raise ValueError(f'fft_size {n} < 2L-1 = {2 * L - 1} would wrap the convolution around')
+  u32 = f32(u_CxBxL)
+  hf_Cx1xF = jnp.fft.rfft(f32(h_LxC).T, n=n, axis=-1)[:, None]
+  y = jnp.fft.irfft(jnp.fft.rfft(u32, n=n, axis=-1) * hf_Cx1xF, n=n, axis=-1)[..., :L]
+  if skip_C is not None:
+    y = y + u32 * f32(skip_C)[:, None, None]
+  return y.astype(u_CxBxL.dtype)
