@@ -1,0 +1,186 @@
+"""Hyena operator and causal attention, fwd+bwd, against their PyTorch peers, side by side.
+
+  python benchmarks/speed_vs_torch.py --safari /path/to/safari \
+      --out benchmarks/results/speed_vs_torch_cpu.json
+
+Kinds (B=1, D=768, float32, gradients w.r.t. every parameter and the input, loss = sum(y*w)):
+  safari           safari's standalone_hyena.HyenaOperator (order 2, filter_order 64), from a
+                   checkout given by --safari (never vendored here); skipped without it
+  hyena_reference  our HyenaOperator, model.hyena.impl='reference' (B x L x D, plain autodiff)
+  hyena            our HyenaOperator, impl='channels_first' (the default)
+  torch_sdpa       QKV projection -> torch scaled_dot_product_attention(is_causal) -> output
+                   projection, 12 heads of 64 (torch's CPU flash kernel)
+  attention_xla    our CausalSelfAttention, impl='xla' (the L x L einsum)
+  attention        our CausalSelfAttention, impl='blockwise' (flash-style, O(L) memory)
+Every (kind, L) runs in its own subprocess (peak RSS stays separate, torch and JAX never share
+a process) pinned to the same threads: the median of --runs timed calls after one warm-up.
+Peak GB is the child's peak RSS increase over its pre-warm-up RSS (ru_maxrss), the same
+measure for both frameworks. The attention_xla kind is skipped above --xla_max_len.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_TAG = '@@RESULT '
+KINDS = ('safari', 'hyena_reference', 'hyena', 'torch_sdpa', 'attention_xla', 'attention')
+
+
+def _rss_gb() -> float:
+  with open('/proc/self/statm') as f:
+    return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 1e9
+
+
+def _timed(step, runs: int) -> tuple[float, list[float]]:
+  step()
+  ts = []
+  for _ in range(runs):
+    t0 = time.perf_counter()
+    step()
+    ts.append(time.perf_counter() - t0)
+  return statistics.median(ts), ts
+
+
+def _torch_case(kind: str, L: int, D: int, args) -> dict:
+  import torch  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(args.threads)
+  torch.manual_seed(0)
+  if kind == 'safari':
+    sys.path.insert(0, args.safari)
+    from standalone_hyena import HyenaOperator  # pylint: disable=g-import-not-at-top
+    mod = HyenaOperator(d_model=D, l_max=L, order=2, filter_order=64)
+  else:
+    H = D // 64
+
+    class Attn(torch.nn.Module):
+
+      def __init__(self):
+        super().__init__()
+        self.qkv, self.out = torch.nn.Linear(D, 3 * D), torch.nn.Linear(D, D)
+
+      def forward(self, u):
+        q, k, v = self.qkv(u).view(1, L, 3, H, 64).permute(2, 0, 3, 1, 4)
+        y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.out(y.transpose(1, 2).reshape(1, L, D))
+
+    mod = Attn()
+  u = torch.randn(1, L, D, requires_grad=True)
+  w = torch.randn(1, L, D)
+
+  def step():
+    mod.zero_grad(set_to_none=True)
+    u.grad = None
+    (mod(u) * w).sum().backward()
+
+  rss0 = _rss_gb()
+  med, ts = _timed(step, args.runs)
+  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+  return {'median_s': med, 'times_s': ts, 'peak_gb': peak - rss0,
+          'torch': torch.__version__}
+
+
+def _jax_case(kind: str, L: int, D: int, args) -> dict:
+  sys.path.insert(0, _REPO)
+  import hyena_jax  # pylint: disable=unused-import,g-import-not-at-top  # XLA:CPU defaults.
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from hyena_jax import config_lib  # pylint: disable=g-import-not-at-top
+  from hyena_jax.models import attention, hyena  # pylint: disable=g-import-not-at-top
+  c = config_lib.base_config().model
+  c.update(l_max=L, d_model=D, dtype='float32')
+  if kind.startswith('hyena'):
+    c.hyena.impl = 'reference' if kind == 'hyena_reference' else 'channels_first'
+    mod = hyena.HyenaOperator(D, c, rngs=nnx.Rngs(0))
+  else:
+    c.attention.update(num_heads=D // 64, impl='xla' if kind == 'attention_xla' else 'blockwise')
+    mod = attention.CausalSelfAttention(D, c, rngs=nnx.Rngs(0))
+  graphdef, params, rest = nnx.split(mod, nnx.Param, ...)
+  u = jax.random.normal(jax.random.key(1), (1, L, D))
+  w = jax.random.normal(jax.random.key(2), (1, L, D))
+  grad = jax.jit(jax.grad(lambda p, u, w: jnp.sum(nnx.merge(graphdef, p, rest)(u) * w),
+                          argnums=(0, 1)))
+  compiled = grad.lower(params, u, w).compile()
+  rss0 = _rss_gb()
+  med, ts = _timed(lambda: jax.block_until_ready(compiled(params, u, w)), args.runs)
+  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+  mem = compiled.memory_analysis()
+  return {'median_s': med, 'times_s': ts, 'peak_gb': peak - rss0,
+          'compiled_temp_gb': mem.temp_size_in_bytes / 1e9 if mem else None,
+          'jax': jax.__version__, 'xla_flags': os.environ.get('XLA_FLAGS', '')}
+
+
+def _child(args) -> None:
+  kind, L = args.one.split(':')
+  fn = _torch_case if kind in ('safari', 'torch_sdpa') else _jax_case
+  out = fn(kind, int(L), args.d_model, args)
+  print(_TAG + json.dumps({'kind': kind, 'L': int(L), **out}), flush=True)
+
+
+def main(argv=None) -> None:
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--lengths', default='1024,2048,4096,8192,16384,32768')
+  p.add_argument('--kinds', default=','.join(KINDS))
+  p.add_argument('--attention_max_len', type=int, default=8192)
+  p.add_argument('--xla_max_len', type=int, default=4096)
+  p.add_argument('--d_model', type=int, default=768)
+  p.add_argument('--runs', type=int, default=5)
+  p.add_argument('--threads', type=int, default=len(os.sched_getaffinity(0)))
+  p.add_argument('--safari', default=None, help='a HazyResearch/safari checkout (optional)')
+  p.add_argument('--timeout', type=float, default=900)
+  p.add_argument('--out', default=None)
+  p.add_argument('--one', default=None, help=argparse.SUPPRESS)
+  args = p.parse_args(argv)
+  if args.one:
+    return _child(args)
+  kinds = args.kinds.split(',')
+  if 'safari' in kinds and not (args.safari and os.path.exists(
+      os.path.join(args.safari, 'standalone_hyena.py'))):
+    print('no --safari checkout with standalone_hyena.py: skipping the safari kind')
+    kinds.remove('safari')
+  rows = []
+  for L in map(int, args.lengths.split(',')):
+    for kind in kinds:
+      if 'attention' in kind or kind == 'torch_sdpa':
+        if L > args.attention_max_len or (kind == 'attention_xla' and L > args.xla_max_len):
+          continue
+      cmd = [sys.executable, os.path.abspath(__file__), f'--one={kind}:{L}',
+             f'--d_model={args.d_model}', f'--runs={args.runs}', f'--threads={args.threads}']
+      if args.safari:
+        cmd.append(f'--safari={args.safari}')
+      try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout,
+                             check=False)
+        lines = [l for l in res.stdout.splitlines() if l.startswith(_TAG)]
+        row = (json.loads(lines[-1][len(_TAG):]) if lines else
+               {'kind': kind, 'L': L, 'error': res.stderr.strip().splitlines()[-1:]})
+      except subprocess.TimeoutExpired:
+        row = {'kind': kind, 'L': L, 'error': f'timed out after {args.timeout} s'}
+      rows.append(row)
+      print(f"[{kind} L={L}] {row.get('median_s', row.get('error'))} s, "
+            f"peak {row.get('peak_gb', float('nan')):.2f} GB", flush=True)
+  by = {(r['kind'], r['L']): r for r in rows if 'median_s' in r}
+  print('\n| L | ' + ' | '.join(kinds) + ' | safari / hyena | torch_sdpa / attention |')
+  print('|---' * (len(kinds) + 3) + '|')
+  for L in map(int, args.lengths.split(',')):
+    cell = lambda k: f"{by[(k, L)]['median_s']:.3f}" if (k, L) in by else '-'
+    ratio = lambda a, b: (f"{by[(a, L)]['median_s'] / by[(b, L)]['median_s']:.2f}"
+                          if (a, L) in by and (b, L) in by else '-')
+    print(f'| {L} | ' + ' | '.join(cell(k) for k in kinds) +
+          f" | {ratio('safari', 'hyena')} | {ratio('torch_sdpa', 'attention')} |")
+  if args.out:
+    env = {'cpu_threads': args.threads, 'd_model': args.d_model, 'batch': 1, 'dtype': 'float32',
+           'runs': args.runs}
+    with open(args.out, 'w') as f:
+      json.dump({'env': env, 'rows': rows}, f, indent=1)
+    print(f'wrote {args.out}')
+
+
+if __name__ == '__main__':
+  main()
