@@ -101,3 +101,34 @@ def test_resume_ignores_implementation_fields_but_not_the_model(tmp_path):
     ckpt._check_config(c2, write=False)  # pylint: disable=protected-access
   saved = json.loads((tmp_path / 'config.json').read_text())
   assert saved['model']['hyena']['impl'] == 'channels_first'
+
+
+@pytest.mark.parametrize('L', [1, 2, 5, 16])
+def test_toeplitz_matches_its_definition_and_both_conv_paths_agree(L):
+  h = jax.random.normal(jax.random.key(0), (3, L))
+  t = np.arange(L)
+  lag = t[None, :] - t[:, None]
+  want = np.where(lag >= 0, np.asarray(h)[:, np.clip(lag, 0, None)], 0)
+  np.testing.assert_array_equal(ops.channels.toeplitz_cf(h), want)
+  u = jax.random.normal(jax.random.key(1), (3, 2, L))
+  direct = ops.channels.fftconv_cf(u, h.T)              # L <= DIRECT_MAX_LEN: Toeplitz matmul
+  fft = ops.channels.fftconv_cf(u, h.T, fft_size=2 * L)  # an explicit fft_size: FFTs
+  np.testing.assert_allclose(direct, fft, atol=1e-5)
+  gd = jax.grad(lambda h: jnp.sum(ops.channels.fftconv_cf(u, h) ** 2))(h.T)
+  gf = jax.grad(lambda h: jnp.sum(ops.channels.fftconv_cf(u, h, fft_size=2 * L) ** 2))(h.T)
+  np.testing.assert_allclose(gd, gf, atol=1e-4)
+
+
+def test_logits_from_table_and_plain_transpose_vjps_match_autodiff():
+  x = jax.random.normal(jax.random.key(0), (2, 5, 3))
+  table = jax.random.normal(jax.random.key(1), (7, 3))
+  plain = lambda x, t: jnp.einsum('bld,vd->blv', x, t)
+  chex.assert_trees_all_close(ops.channels.logits_from_table(x, table), plain(x, table),
+                              atol=1e-5)
+  ct = jax.random.normal(jax.random.key(2), (2, 5, 7))
+  vjp = lambda f: jax.vjp(f, x, table)[1](ct)
+  chex.assert_trees_all_close(vjp(ops.channels.logits_from_table), vjp(plain), atol=1e-5)
+  perm = (2, 0, 1)
+  y, back = jax.vjp(lambda a: ops.channels.transpose_plain(a, perm), x)
+  np.testing.assert_array_equal(y, jnp.transpose(x, perm))
+  np.testing.assert_array_equal(back(y)[0], x)

@@ -146,7 +146,7 @@ def test_meta_step_commits_k_student_steps_and_moves_phi(teacher):
     p, o, *_ = l2t._student_update(p, o, jax.tree.map(lambda x: x[k], batches),
                                    jax.random.fold_in(l2t.base_key, k), phi)
   for a, b in zip(jax.tree.leaves(new['params']), jax.tree.leaves(p)):
-    np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-5)
   moved = optax.tree.norm(jax.tree.map(lambda a, b: a - b, new['l2t']['dln'],
                                        state['l2t']['dln']))
   assert float(moved) > 0 and np.isfinite(float(m['heldout_loss']))

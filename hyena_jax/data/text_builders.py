@@ -7,6 +7,7 @@ Reading back needs no TensorFlow (`tfds.data_source`). A corpus comes from `sour
 """
 
 import dataclasses
+import fcntl
 import hashlib
 import os
 import zlib
@@ -185,6 +186,23 @@ def _prepare(name, data_dir, source_dir, files):
   if name == 'text_files':
     kwargs['config'] = text_files_config(files or {})
   builder = BUILDERS[name](file_format='array_record', **kwargs)
+  if builder.is_prepared():
+    return builder
+  # Processes on one machine that share data_dir (local multi-process runs, a test's parallel
+  # jobs) take turns: the first prepares, the others find it prepared instead of racing tfds's
+  # final rename. (A remote data_dir, gs://..., is prepared by one process: launch/prepare_data.sh.)
+  if '://' in data_dir:
+    _build(builder, name, data_dir, source_dir)
+    return builder
+  os.makedirs(data_dir, exist_ok=True)
+  with open(os.path.join(data_dir, f'.{name}.prepare.lock'), 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    builder = BUILDERS[name](file_format='array_record', **kwargs)
+    _build(builder, name, data_dir, source_dir)
+  return builder
+
+
+def _build(builder, name, data_dir, source_dir):
   if not builder.is_prepared():
     if source_dir is not None and not os.path.isdir(source_dir):
       raise DataError(f'data.source_dir={source_dir!r}: no such directory')
@@ -200,4 +218,3 @@ def _prepare(name, data_dir, source_dir, files):
     except Exception as e:  # pylint: disable=broad-except
       raise DataError(f'preparing {name} in {data_dir} failed: '
                       f'{str(e).strip().splitlines()[0] if str(e).strip() else e!r}') from e
-  return builder

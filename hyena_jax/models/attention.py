@@ -54,6 +54,8 @@ class CausalSelfAttention(nnx.Module):
     B, L, D = u_BxLxD.shape
     H = self.num_heads
     qkv_BxLxHx3K = self.qkv(u_BxLxD).reshape(B, L, H, 3 * (D // H))
+    if state is None and ops.attention.resolve_impl(self.impl, L) == 'blockwise':
+      return self._blockwise(qkv_BxLxHx3K)
     q, k, v = jnp.split(qkv_BxLxHx3K, 3, axis=-1)
     offset = 0 if state is None else pos
     q = ops.rotary(q, self.rotary_dims, self.rotary_base, offset)
@@ -65,3 +67,18 @@ class CausalSelfAttention(nnx.Module):
     new_state = {'k': put(state['k'], k), 'v': put(state['v'], v)}
     y_BxLxHxK = ops.cached_attention(q, new_state['k'], new_state['v'], pos)
     return self.out_proj(y_BxLxHxK.reshape(B, L, D)), new_state
+
+  def _blockwise(self, qkv_BxLxHx3K: jax.Array) -> jax.Array:
+    """Training/prefill attention, heads-major from one plain transpose of the fused qkv.
+
+    Splitting q/k/v first and transposing each makes XLA:CPU fuse slices into transposes, a
+    slow loop (forward and backward); one standalone transpose, then minor-axis splits, is not.
+    """
+    B, L, H, _ = qkv_BxLxHx3K.shape
+    qkv_BxHxLx3K = ops.channels.transpose_plain(qkv_BxLxHx3K, (0, 2, 1, 3))
+    q, k, v = jnp.split(qkv_BxHxLx3K, 3, axis=-1)
+    q = ops.rotary(q, self.rotary_dims, self.rotary_base, seq_axis=2)
+    k = ops.rotary(k, self.rotary_dims, self.rotary_base, seq_axis=2)
+    o_BxHxLxK = ops.attention.blockwise_causal_attention_heads_major(q, k, v)
+    o_BxLxHxK = ops.channels.transpose_plain(o_BxHxLxK, (0, 2, 1, 3))
+    return self.out_proj(o_BxLxHxK.reshape(B, L, self.d_model))

@@ -151,7 +151,7 @@ class LM(nnx.Module):
     """ln_f and the head on the last block's output: float32, padding rows at -1e9."""
     x_BxLxD = self.ln_f(x_BxLxD)
     table_VxD = (self.embed if self.head is None else self.head).embedding[...]
-    logits = jnp.einsum('bld,vd->blv', ops.f32(x_BxLxD), ops.f32(table_VxD))
+    logits = ops.channels.logits_from_table(ops.f32(x_BxLxD), ops.f32(table_VxD))
     if table_VxD.shape[0] != self.vocab_size:
       real_V = jnp.arange(table_VxD.shape[0]) < self.vocab_size
       logits = jnp.where(real_V[None, None, :], logits, -1e9)

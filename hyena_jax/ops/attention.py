@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 
 def rotary(x_BxLxHxK: jax.Array, rotary_dims: int, base: float = 10000.0,
-           offset: jax.Array | int = 0) -> jax.Array:
+           offset: jax.Array | int = 0, *, seq_axis: int = 1) -> jax.Array:
   """GPT-NeoX rotary embedding on the first `rotary_dims` of each head, positions
   offset..offset+L-1 (offset > 0: tokens decoded after a cached prefix; may be traced).
 
@@ -25,7 +25,7 @@ def rotary(x_BxLxHxK: jax.Array, rotary_dims: int, base: float = 10000.0,
   t * base^(-2i/rotary_dims). The remaining K - rotary_dims dims pass through unchanged.
   Angles and the rotation run in float32; the result is cast back to x's dtype.
   """
-  L, K = x_BxLxHxK.shape[1], x_BxLxHxK.shape[-1]
+  L, K = x_BxLxHxK.shape[seq_axis], x_BxLxHxK.shape[-1]
   if rotary_dims % 2 or not 0 <= rotary_dims <= K:
     raise ValueError(f'rotary_dims={rotary_dims} must be even and in [0, head dim {K}]')
   if rotary_dims == 0:
@@ -35,8 +35,10 @@ def rotary(x_BxLxHxK: jax.Array, rotary_dims: int, base: float = 10000.0,
   t_L = jnp.arange(L, dtype=jnp.float32) + jnp.asarray(offset, jnp.float32)
   angle_LxR = t_L[:, None] * inv_freq_R[None, :]
   # Broadcast over batch and heads: (1, L, 1, R).
-  cos = jnp.cos(angle_LxR)[None, :, None, :]
-  sin = jnp.sin(angle_LxR)[None, :, None, :]
+  # Broadcast over every axis but the sequence's and the last: (1, L, 1, R) for B x L x H x K.
+  shape = [1] * (x_BxLxHxK.ndim - 1) + [angle_LxR.shape[-1]]
+  shape[seq_axis] = L
+  cos, sin = jnp.cos(angle_LxR).reshape(shape), jnp.sin(angle_LxR).reshape(shape)
   x = x_BxLxHxK.astype(jnp.float32)
   x1, x2, rest = x[..., :half], x[..., half:rotary_dims], x[..., rotary_dims:]
   y = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest], axis=-1)
@@ -87,14 +89,21 @@ BLOCKWISE_MIN_LEN = 256
 _NEG = float(jnp.finfo(jnp.float32).min)
 
 
+def resolve_impl(impl: str, L: int) -> str:
+  """'xla' or 'blockwise' for a sequence of length L."""
+  if impl not in IMPLS:
+    raise ValueError(f'attention impl={impl!r} is unknown; choose from {IMPLS}')
+  if impl == 'auto':
+    return 'blockwise' if L >= BLOCKWISE_MIN_LEN else 'xla'
+  return impl
+
+
 def attend(q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, v_BxLxHxK: jax.Array, *,
            impl: str = 'auto') -> jax.Array:
   """Causal attention by `impl`: 'xla' (causal_attention), 'blockwise', or 'auto' (by L)."""
   if impl not in IMPLS:
     raise ValueError(f'attention impl={impl!r} is unknown; choose from {IMPLS}')
-  if impl == 'auto':
-    impl = 'blockwise' if q_BxLxHxK.shape[1] >= BLOCKWISE_MIN_LEN else 'xla'
-  if impl == 'xla':
+  if resolve_impl(impl, q_BxLxHxK.shape[1]) == 'xla':
     return causal_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK)
   return blockwise_causal_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK)
 
@@ -114,23 +123,34 @@ def blockwise_causal_attention(q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array,
   H*bq*bk*4 bytes (786 KB here); at 256 x 256 the backward's P, dP and dS tiles outgrow L2 and
   it ran ~1.3x slower at L=1024, and 64-wide tiles pay too much per-iteration overhead.
   """
-  L = q_BxLxHxK.shape[1]
+
+  # Heads-major once, here: every tile matmul is then a b,h-batched product of contiguous rows.
+  hm = lambda x_BxLxHxK: jnp.transpose(x_BxLxHxK, (0, 2, 1, 3))
+  o_BxHxLxK = blockwise_causal_attention_heads_major(
+      hm(q_BxLxHxK), hm(k_BxLxHxK), hm(v_BxLxHxK), block_q=block_q, block_k=block_k)
+  return hm(o_BxHxLxK)
+
+
+def blockwise_causal_attention_heads_major(q_BxHxLxK: jax.Array, k_BxHxLxK: jax.Array,
+                                           v_BxHxLxK: jax.Array, *, block_q: int = 128,
+                                           block_k: int = 128) -> jax.Array:
+  """blockwise_causal_attention on (B, H, L, K) arrays (what the mixer hands it: see
+  models/attention.py for why the layout change happens there)."""
+  L = q_BxHxLxK.shape[2]
+  bq, bk, Lp = _blocks(L, block_q, block_k)
+  pad = lambda x: jnp.pad(x, ((0, 0), (0, 0), (0, Lp - L), (0, 0))) if Lp > L else x
+  return _flash(pad(q_BxHxLxK), pad(k_BxHxLxK), pad(v_BxHxLxK), bq, bk)[:, :, :L]
+
+
+def _blocks(L: int, block_q: int, block_k: int) -> tuple[int, int, int]:
+  """Tile sizes capped at L and the padded length, a multiple of both."""
   bq, bk = min(block_q, L), min(block_k, L)
   if bq == bk and L % bq:
     # As many blocks as before, evened out (to a multiple of 16): L=192 runs as two blocks of
     # 96, not as two of 128 of which 64 rows are padding.
     even = -(-L // -(-L // bq))
     bq = bk = min(-(-even // 16) * 16, bq)
-  Lp = -(-L // math.lcm(bq, bk)) * math.lcm(bq, bk)
-
-  # Heads-major once, here: every tile matmul is then a b,h-batched product of contiguous rows.
-  def heads_major(x_BxLxHxK):
-    x_BxHxLxK = jnp.transpose(x_BxLxHxK, (0, 2, 1, 3))
-    return jnp.pad(x_BxHxLxK, ((0, 0), (0, 0), (0, Lp - L), (0, 0)))
-
-  o_BxHxLxK = _flash(heads_major(q_BxLxHxK), heads_major(k_BxLxHxK), heads_major(v_BxLxHxK),
-                     bq, bk)
-  return jnp.transpose(o_BxHxLxK[:, :, :L], (0, 2, 1, 3))
+  return bq, bk, -(-L // math.lcm(bq, bk)) * math.lcm(bq, bk)
 
 
 def _visible(t0, bq: int, s0, bk: int) -> jax.Array:

@@ -11,8 +11,11 @@ The two projections below therefore have hand-written VJPs in which every dot is
 by optimization barriers. benchmarks/hyena_speed.py measures what this buys.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from hyena_jax.ops.misc import f32
 
@@ -91,12 +94,41 @@ def causal_depthwise_conv_cf(x_CxBxL: jax.Array, w_KxC: jax.Array, b_C: jax.Arra
   return y
 
 
+# Up to this length the long convolution runs as a Toeplitz matmul instead of FFTs: at short
+# contexts XLA:CPU's FFT calls cost more than the O(L^2) flops (benchmarks/hyena_speed.py).
+DIRECT_MAX_LEN = 128
+
+
+def toeplitz_cf(h_CxL: jax.Array) -> jax.Array:
+  """T_CxLxL[c, s, t] = h[c, t - s] for t >= s, else 0, without a gather.
+
+  Tiling r = [h, 0 (L-1)] L times and reading it as rows of 2L-2 shifts row s by s places;
+  its VJP is reshapes, slices and adds (a gather's would be a scatter-add).
+  """
+  C, L = h_CxL.shape
+  if L == 1:
+    return h_CxL[:, :, None]
+  r_CxR = jnp.pad(h_CxL, ((0, 0), (0, L - 1)))
+  flat = jnp.tile(r_CxR, (1, L))[:, :L * (2 * L - 2)]
+  return flat.reshape(C, L, 2 * L - 2)[:, :, :L]
+
+
 def fftconv_cf(u_CxBxL: jax.Array, h_LxC: jax.Array, skip_C: jax.Array | None = None,
                fft_size: int | None = None) -> jax.Array:
-  """ops.fftconv on channels-first input (FFT over the minor axis), float32 inside."""
+  """ops.fftconv on channels-first input (FFT over the minor axis), float32 inside.
+
+  Without an explicit fft_size, L <= DIRECT_MAX_LEN is computed directly (same function).
+  """
   L = u_CxBxL.shape[-1]
   if h_LxC.shape[0] != L:
     raise ValueError(f'filter length {h_LxC.shape[0]} != sequence length {L}')
+  if fft_size is None and L <= DIRECT_MAX_LEN:
+    u32 = f32(u_CxBxL)
+    y = jnp.einsum('cbs,cst->cbt', u32, toeplitz_cf(f32(h_LxC).T),
+                   precision=jax.lax.Precision.HIGHEST)
+    if skip_C is not None:
+      y = y + u32 * f32(skip_C)[:, None, None]
+    return y.astype(u_CxBxL.dtype)
   n = 2 * L if fft_size is None else fft_size
   if n < 2 * L - 1:
     raise ValueError(f'fft_size {n} < 2L-1 = {2 * L - 1} would wrap the convolution around')
@@ -106,3 +138,54 @@ def fftconv_cf(u_CxBxL: jax.Array, h_LxC: jax.Array, skip_C: jax.Array | None = 
   if skip_C is not None:
     y = y + u32 * f32(skip_C)[:, None, None]
   return y.astype(u_CxBxL.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def transpose_plain(x: jax.Array, perm: tuple[int, ...]) -> jax.Array:
+  """jnp.transpose(x, perm) kept a standalone copy, forward and backward.
+
+  The barriers stop XLA:CPU from fusing the transpose with a neighbouring slice or concatenate
+  (the slow fused path described above), e.g. q/k/v split from one fused projection.
+  """
+  return _barrier(jnp.transpose(_barrier(x), perm))
+
+
+def _transpose_fwd(x, perm):
+  return transpose_plain(x, perm), None
+
+
+def _transpose_bwd(perm, _, g):
+  inverse = tuple(int(i) for i in np.argsort(perm))
+  return (transpose_plain(g, inverse),)
+
+
+transpose_plain.defvjp(_transpose_fwd, _transpose_bwd)
+
+
+@jax.custom_vjp
+def logits_from_table(x_BxLxD: jax.Array, table_VxD: jax.Array) -> jax.Array:
+  """x table^T (an LM head over its embedding table) with the same canonical-dot VJP.
+
+  Plain autodiff takes the table's gradient as dlogits^T x, and XLA:CPU then transposes the
+  N x V logit gradient (the largest array of a small LM's step: 328 MB at 8K tokens x 10K
+  vocab) in a fused loop; here it is (x^T dlogits)^T, which transposes only D-wide arrays.
+  """
+  B, L, _ = x_BxLxD.shape
+  return (_rows(x_BxLxD) @ _barrier(table_VxD.T)).reshape(B, L, -1)
+
+
+def _logits_fwd(x, table):
+  return logits_from_table(x, table), (x, table)
+
+
+def _logits_bwd(res, dlogits_BxLxV):
+  x_BxLxD, table_VxD = res
+  # Materialised once: fused into both dots below, the softmax backward ran twice, slowly.
+  dl_NxV = _barrier(_rows(dlogits_BxLxV))
+  dx_NxD = dl_NxV @ table_VxD.astype(dl_NxV.dtype)
+  dtableT_DxV = _barrier(_rows(x_BxLxD).T).astype(dl_NxV.dtype) @ dl_NxV
+  return (dx_NxD.reshape(x_BxLxD.shape).astype(x_BxLxD.dtype),
+          _barrier(dtableT_DxV).T.astype(table_VxD.dtype))
+
+
+logits_from_table.defvjp(_logits_fwd, _logits_bwd)
