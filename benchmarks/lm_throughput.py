@@ -11,15 +11,21 @@ update; donated state), median of --reps steps after a compile step:
   attention        plain CE, causal attention (4 D^2 projections per block, as Hyena's)
   longhorn         plain CE, Longhorn with the layer count closest in parameters
   hyena_l2t        the L2T 'paper' step: DLN-weighted loss + the memory teacher's update
-The official code's figures on this CPU (../shared/reference/environment.md): ~2,660 tokens/s
-plain, ~1,420 with its DLN/teacher. Our Hyena's filter is the implicit one (safari), theirs is
-an explicit gated filter; at context 64 either costs well under 1% of the step.
+With --official PATH (a Fatemeh-Sohbati/L2T-Hyena checkout, never vendored here) the same run
+also times the official PyTorch code at its defaults (TrainConfig: the sizes above, vocab
+10,000) in a subprocess, side by side:
+  official         student forward, CE, backward, clipping, AdamW step (its model, plain)
+  official_l2t     its L2TDLNTrainingSystem.step: student + DLN + memory teacher, one backward
+Without it, the ratios use its figures measured earlier on this CPU (../shared/reference/
+environment.md): ~2,660 tokens/s plain, ~1,420 with its DLN/teacher. Our Hyena's filter is the
+implicit one (safari), theirs an explicit gated filter; at context 64 either is under 1% of a step.
 """
 
 import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -84,14 +90,63 @@ def _run(c, reps: int) -> float:
   return statistics.median(ts)
 
 
+def _official(path: str, kind: str, reps: int) -> tuple[float, int]:
+  """(median seconds per step, student parameters) of the official PyTorch code."""
+  import torch
+  torch.set_num_threads(len(os.sched_getaffinity(0)))
+  torch.manual_seed(0)
+  sys.path.insert(0, path)
+  import train_hyena_l2t as official  # pylint: disable=import-error
+  cfg = official.TrainConfig(vocab_size=10_000, device='cpu')
+  system = official.L2TDLNTrainingSystem(cfg, 'cpu')
+  x = torch.randint(0, cfg.vocab_size, (cfg.train_batch_size, cfg.context_length))
+  y = torch.randint(0, cfg.vocab_size, (cfg.train_batch_size, cfg.context_length))
+  student, opt = system.student, system.student_optimizer
+  ce = torch.nn.CrossEntropyLoss()
+
+  def plain():
+    opt.zero_grad()
+    loss = ce(student(x).view(-1, cfg.vocab_size), y.view(-1))
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip_value)
+    opt.step()
+
+  step = plain if kind == 'official' else lambda: system.step(x, y, cfg.reg_strength)
+  step()
+  ts = []
+  for _ in range(reps):
+    t0 = time.perf_counter()
+    step()
+    ts.append(time.perf_counter() - t0)
+  return statistics.median(ts), sum(p.numel() for p in student.parameters())
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--arms', default=','.join(ARMS))
   p.add_argument('--reps', type=int, default=5)
+  p.add_argument('--official', default=None, help='a Fatemeh-Sohbati/L2T-Hyena checkout')
   p.add_argument('--out', default=None)
+  p.add_argument('--one', default=None, help=argparse.SUPPRESS)
   a = p.parse_args(argv)
-  hyena_params = _num_params(_config('ce', {}, 6))
+  if a.one:
+    print('@@SECONDS %r %d' % _official(a.official, a.one, a.reps), flush=True)
+    return
+  official = dict(OFFICIAL_TOKENS_PER_S)
   rows = []
+  if a.official:
+    for kind in ('official', 'official_l2t'):
+      res = subprocess.run([sys.executable, os.path.abspath(__file__), f'--one={kind}',
+                            f'--official={a.official}', f'--reps={a.reps}'],
+                           capture_output=True, text=True, check=True)
+      _, sec, n_params = [l for l in res.stdout.splitlines() if l.startswith('@@SECONDS')][-1].split()
+      sec = float(sec)
+      official['plain' if kind == 'official' else 'l2t'] = 128 * 64 / sec
+      rows.append({'arm': kind, 'n_layer': 6, 'params': int(n_params), 'step_s': sec,
+                   'tokens_per_s': 128 * 64 / sec, 'official_tokens_per_s': 128 * 64 / sec,
+                   'x_official': 1.0})
+      print(f'[{kind}] {sec:.3f} s/step, {128 * 64 / sec:,.0f} tokens/s', flush=True)
+  hyena_params = _num_params(_config('ce', {}, 6))
   for name in a.arms.split(','):
     arm, overrides = ARMS[name]
     layers = 6
@@ -103,20 +158,22 @@ def main(argv=None):
     tokens = c.train.global_batch_size * c.data.seq_len
     kind = 'l2t' if c.l2t.mode != 'off' else 'plain'
     row = {'arm': name, 'n_layer': layers, 'params': _num_params(c), 'step_s': sec,
-           'tokens_per_s': tokens / sec, 'official_tokens_per_s': OFFICIAL_TOKENS_PER_S[kind],
-           'x_official': tokens / sec / OFFICIAL_TOKENS_PER_S[kind]}
+           'tokens_per_s': tokens / sec, 'official_tokens_per_s': official[kind],
+           'x_official': tokens / sec / official[kind]}
     rows.append(row)
     print(f"[{name}] {row['params']:,} params, {sec:.3f} s/step, {row['tokens_per_s']:,.0f} "
           f"tokens/s = {row['x_official']:.2f}x the official {kind} figure", flush=True)
   print('\n| arm | layers | params | s/step | tokens/s | vs official |')
   print('|---|---|---|---|---|---|')
   for r in rows:
-    print(f"| {r['arm']} | {r['n_layer']} | {r['params']:,} | {r['step_s']:.3f} | "
+    params = f"{r['params']:,}" if r['params'] else '-'
+    print(f"| {r['arm']} | {r['n_layer']} | {params} | {r['step_s']:.3f} | "
           f"{r['tokens_per_s']:,.0f} | {r['x_official']:.2f}x |")
   if a.out:
     env = {'device': jax.devices()[0].device_kind, 'cpu_threads': len(os.sched_getaffinity(0)),
            'jax': jax.__version__, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
-           'batch': 128, 'seq_len': 64, 'd_model': 256, 'vocab': 10_000}
+           'batch': 128, 'seq_len': 64, 'd_model': 256, 'vocab': 10_000,
+           'official_measured_here': bool(a.official)}
     with open(a.out, 'w') as f:
       json.dump({'env': env, 'rows': rows}, f, indent=1)
     print(f'wrote {a.out}')

@@ -1,0 +1,118 @@
+"""Where a step's time goes: per-HLO-op device time from a jax.profiler trace, top ops first.
+
+  pip install xprof   # reads the trace (the `profile` extra of setup.py)
+  python benchmarks/profile_step.py --what hyena --L 8192 --impl reference
+  python benchmarks/profile_step.py --what lm    # one LM training step, the L2T-Hyena size
+      [--out benchmarks/results/profile_NAME.json]
+
+--what hyena: the Hyena operator's fwd+bwd (B=1, D=768, float32, gradients of every parameter
+and the input), --impl reference | channels_first. --what lm: a full training step of
+benchmarks/lm_throughput.py's 'hyena' arm (d_model 256, 6 blocks, context 64, batch 128).
+Each row is one compiled HLO op (a fusion, a dot, an FFT) with its mean time per step over
+--reps traced steps, its share of the summed op time, its output shape, and the JAX operation
+it came from (its op_name metadata: jvp(...) is the forward, transpose(jvp(...)) the backward).
+"""
+
+import argparse
+import collections
+import glob
+import json
+import os
+import re
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
+sys.path.insert(0, os.path.dirname(__file__))
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import hyena_jax  # pylint: disable=unused-import  # Applies the package's XLA:CPU defaults.
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+def op_times(fn, args, reps: int) -> tuple[float, list[dict]]:
+  """(summed op ms per step, rows) for a jitted fn, from a trace of `reps` calls."""
+  try:
+    from xprof.convert import raw_to_tool_data
+  except ImportError as e:
+    raise SystemExit('benchmarks/profile_step.py needs xprof: pip install xprof') from e
+  for _ in range(2):
+    jax.block_until_ready(fn(*args))
+  logdir = tempfile.mkdtemp()
+  with jax.profiler.trace(logdir):
+    for _ in range(reps):
+      jax.block_until_ready(fn(*args))
+  paths = glob.glob(os.path.join(logdir, '**', '*.xplane.pb'), recursive=True)
+  data, _ = raw_to_tool_data.xspace_to_tool_data(paths, 'trace_viewer@', {})
+  events = json.loads(data)['traceEvents']
+  meta = {}
+  for line in fn.lower(*args).compile().as_text().splitlines():
+    m = re.match(r'\s*(?:ROOT )?%?([\w.\-]+) = (\S+) .*?op_name="([^"]*)"', line)
+    if m:
+      meta[m.group(1)] = (m.group(2), m.group(3))
+  ms = collections.defaultdict(float)
+  for e in events:
+    if e.get('ph') == 'X' and e.get('name') in meta:
+      ms[e['name']] += e.get('dur', 0) / reps / 1e3
+  total = sum(ms.values())
+  rows = [{'op': k, 'ms': v, 'share': v / total, 'shape': meta[k][0], 'from': meta[k][1]}
+          for k, v in sorted(ms.items(), key=lambda kv: -kv[1])]
+  return total, rows
+
+
+def _hyena(L: int, impl: str):
+  from hyena_jax import config_lib
+  from hyena_jax.models import HyenaOperator
+  c = config_lib.base_config().model
+  c.update(l_max=L, d_model=768, dtype='float32')
+  c.hyena.impl = impl
+  graphdef, params, rest = nnx.split(HyenaOperator(768, c, rngs=nnx.Rngs(0)), nnx.Param, ...)
+  u = jax.random.normal(jax.random.key(1), (1, L, 768))
+  w = jax.random.normal(jax.random.key(2), (1, L, 768))
+  fn = jax.jit(jax.grad(lambda p, u, w: jnp.sum(nnx.merge(graphdef, p, rest)(u) * w),
+                        argnums=(0, 1)))
+  return fn, (params, u, w)
+
+
+def _lm():
+  import lm_throughput
+  from hyena_jax import optim, steps
+  from hyena_jax.models import LM
+  c = lm_throughput._config('ce', {}, 6)  # pylint: disable=protected-access
+  graphdef, params = nnx.split(LM(c.model, rngs=nnx.Rngs(0)), nnx.Param)
+  tx, sched = optim.make(c, params)
+  state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': tx.init(params)}
+  B, L, V = c.train.global_batch_size, c.data.seq_len, c.model.vocab_size
+  x = jax.random.randint(jax.random.key(0), (B, L + 1), 0, V)
+  batch = {'inputs': x[:, :-1], 'targets': x[:, 1:], 'acc_mask': jnp.ones((B, L))}
+  fn = jax.jit(lambda s, b: steps.train_step(s, b, graphdef=graphdef, tx=tx, lr_schedule=sched,
+                                             seed=0)[0])
+  return fn, (state, batch)
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--what', choices=('hyena', 'lm'), default='hyena')
+  p.add_argument('--L', type=int, default=8192)
+  p.add_argument('--impl', default='channels_first')
+  p.add_argument('--reps', type=int, default=3)
+  p.add_argument('--top', type=int, default=15)
+  p.add_argument('--out', default=None)
+  a = p.parse_args(argv)
+  fn, args = _hyena(a.L, a.impl) if a.what == 'hyena' else _lm()
+  total, rows = op_times(fn, args, a.reps)
+  print(f'{a.what} {a.impl if a.what == "hyena" else ""} L={a.L if a.what == "hyena" else 64}: '
+        f'summed op time {total:.1f} ms per step')
+  for r in rows[:a.top]:
+    print(f"{r['ms']:8.1f} ms {100 * r['share']:5.1f}%  {r['op'][:26]:26s} {r['shape'][:26]:26s} "
+          f"{r['from'][:80]}")
+  if a.out:
+    with open(a.out, 'w') as f:
+      json.dump({'args': vars(a), 'total_ms': total, 'rows': rows[:40]}, f, indent=1)
+    print(f'wrote {a.out}')
+
+
+if __name__ == '__main__':
+  main()
