@@ -6,8 +6,8 @@
       [--out benchmarks/results/profile_NAME.json]
 
 --what hyena: the Hyena operator's fwd+bwd (B=1, D=768, float32, gradients of every parameter
-and the input), --impl reference | channels_first. --what lm: a full training step of
-benchmarks/lm_throughput.py's 'hyena' arm (d_model 256, 6 blocks, context 64, batch 128).
+and the input). --what lm: a full training step of benchmarks/lm_throughput.py's 'hyena' arm
+(d_model 256, 6 blocks, context 64, batch 128). --impl reference | channels_first: the Hyena path.
 Each row is one compiled HLO op (a fusion, a dot, an FFT) with its mean time per step over
 --reps traced steps, its share of the summed op time, its output shape, and the JAX operation
 it came from (its op_name metadata: jvp(...) is the forward, transpose(jvp(...)) the backward).
@@ -76,11 +76,11 @@ def _hyena(L: int, impl: str):
   return fn, (params, u, w)
 
 
-def _lm():
+def _lm(impl: str):
   import lm_throughput
   from hyena_jax import optim, steps
   from hyena_jax.models import LM
-  c = lm_throughput._config('ce', {}, 6)  # pylint: disable=protected-access
+  c = lm_throughput._config('ce', {'hyena.impl': impl}, 6)  # pylint: disable=protected-access
   graphdef, params = nnx.split(LM(c.model, rngs=nnx.Rngs(0)), nnx.Param)
   tx, sched = optim.make(c, params)
   state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': tx.init(params)}
@@ -101,8 +101,15 @@ def main(argv=None):
   p.add_argument('--top', type=int, default=15)
   p.add_argument('--out', default=None)
   a = p.parse_args(argv)
-  fn, args = _hyena(a.L, a.impl) if a.what == 'hyena' else _lm()
+  fn, args = _hyena(a.L, a.impl) if a.what == 'hyena' else _lm(a.impl)
   total, rows = op_times(fn, args, a.reps)
+  # Shares by kind of op over all rows: FFTs, GEMMs (XLA's ynn fusions and dots), the rest.
+  kind = lambda r: ('fft' if r['op'].startswith('fft') else
+                    'gemm' if r['op'].startswith(('ynn_fusion', 'dot')) else 'other')
+  by_kind = collections.defaultdict(float)
+  for r in rows:
+    by_kind[kind(r)] += r['share']
+  print('shares: ' + ', '.join(f'{k} {100 * v:.1f}%' for k, v in sorted(by_kind.items())))
   print(f'{a.what} {a.impl if a.what == "hyena" else ""} L={a.L if a.what == "hyena" else 64}: '
         f'summed op time {total:.1f} ms per step')
   for r in rows[:a.top]:
@@ -110,7 +117,8 @@ def main(argv=None):
           f"{r['from'][:80]}")
   if a.out:
     with open(a.out, 'w') as f:
-      json.dump({'args': vars(a), 'total_ms': total, 'rows': rows[:40]}, f, indent=1)
+      json.dump({'args': vars(a), 'total_ms': total, 'share_by_kind': by_kind,
+                 'rows': rows[:40]}, f, indent=1)
     print(f'wrote {a.out}')
 
 
