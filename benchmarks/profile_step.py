@@ -5,8 +5,8 @@
   python benchmarks/profile_step.py --what lm    # one LM training step, the L2T-Hyena size
       [--out benchmarks/results/profile_NAME.json]
 
---what hyena: the Hyena operator's fwd+bwd (B=1, D=768, float32, gradients of every parameter
-and the input). --what lm: a full training step of benchmarks/lm_throughput.py's 'hyena' arm
+--what hyena / attention: the Hyena operator's / the blockwise attention mixer's fwd+bwd (B=1,
+D=768, 12 heads, float32, gradients of every parameter and the input). --what lm: a full training step of benchmarks/lm_throughput.py's 'hyena' arm
 (d_model 256, 6 blocks, context 64, batch 128). --impl reference | channels_first: the Hyena path.
 Each row is one compiled HLO op (a fusion, a dot, an FFT) with its mean time per step over
 --reps traced steps, its share of the summed op time, its output shape, and the JAX operation
@@ -76,6 +76,21 @@ def _hyena(L: int, impl: str):
   return fn, (params, u, w)
 
 
+def _attention(L: int):
+  from hyena_jax import config_lib
+  from hyena_jax.models import attention
+  c = config_lib.base_config().model
+  c.update(l_max=L, d_model=768, dtype='float32')
+  c.attention.update(num_heads=12, impl='blockwise')
+  mod = attention.CausalSelfAttention(768, c, rngs=nnx.Rngs(0))
+  graphdef, params, rest = nnx.split(mod, nnx.Param, ...)
+  u = jax.random.normal(jax.random.key(1), (1, L, 768))
+  w = jax.random.normal(jax.random.key(2), (1, L, 768))
+  fn = jax.jit(jax.grad(lambda p, u, w: jnp.sum(nnx.merge(graphdef, p, rest)(u) * w),
+                        argnums=(0, 1)))
+  return fn, (params, u, w)
+
+
 def _lm(impl: str):
   import lm_throughput
   from hyena_jax import optim, steps
@@ -94,23 +109,26 @@ def _lm(impl: str):
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  p.add_argument('--what', choices=('hyena', 'lm'), default='hyena')
+  p.add_argument('--what', choices=('hyena', 'attention', 'lm'), default='hyena')
   p.add_argument('--L', type=int, default=8192)
   p.add_argument('--impl', default='channels_first')
   p.add_argument('--reps', type=int, default=3)
   p.add_argument('--top', type=int, default=15)
   p.add_argument('--out', default=None)
   a = p.parse_args(argv)
-  fn, args = _hyena(a.L, a.impl) if a.what == 'hyena' else _lm(a.impl)
+  fn, args = {'hyena': lambda: _hyena(a.L, a.impl), 'attention': lambda: _attention(a.L),
+              'lm': lambda: _lm(a.impl)}[a.what]()
   total, rows = op_times(fn, args, a.reps)
   # Shares by kind of op over all rows: FFTs, GEMMs (XLA's ynn fusions and dots), the rest.
+  # (Ops inside a while loop, e.g. the blockwise attention's tiles, count under 'while'.)
   kind = lambda r: ('fft' if r['op'].startswith('fft') else
-                    'gemm' if r['op'].startswith(('ynn_fusion', 'dot')) else 'other')
+                    'gemm' if r['op'].startswith(('ynn_fusion', 'dot')) else
+                    'while' if r['op'].startswith('while') else 'other')
   by_kind = collections.defaultdict(float)
   for r in rows:
     by_kind[kind(r)] += r['share']
   print('shares: ' + ', '.join(f'{k} {100 * v:.1f}%' for k, v in sorted(by_kind.items())))
-  print(f'{a.what} {a.impl if a.what == "hyena" else ""} L={a.L if a.what == "hyena" else 64}: '
+  print(f'{a.what} {a.impl if a.what != "attention" else ""} L={a.L if a.what != "lm" else 64}: '
         f'summed op time {total:.1f} ms per step')
   for r in rows[:a.top]:
     print(f"{r['ms']:8.1f} ms {100 * r['share']:5.1f}%  {r['op'][:26]:26s} {r['shape'][:26]:26s} "

@@ -70,7 +70,9 @@ def _dot(a, b):
   return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-@pytest.mark.parametrize('K', [3])  # K = 1 has its closed form below (a stronger check).
+# K = 2: more than one differentiable step (K = 1 has its closed form below, a stronger check);
+# K = 3 costs CI a minute more for no other path.
+@pytest.mark.parametrize('K', [2])
 def test_meta_gradient_equals_central_finite_differences_float64(K):
   with jax.enable_x64(True):
     l2t, phi, params, opt_state, batches, val = _setup('adamw', K)
@@ -112,7 +114,7 @@ def test_k1_sgd_meta_gradient_equals_the_closed_form():
     assert float(optax.tree.norm(want)) > 1e-8
 
 
-@pytest.mark.parametrize('K', [1, 3])
+@pytest.mark.parametrize('K', [2])  # One K: the stop is per step, and CI time is short.
 def test_stopping_the_gradient_through_the_student_step_gives_exactly_zero(K):
   l2t, phi, params, opt_state, batches, val = _setup('adamw', K, 'float32')
   # Jitted: the eager meta-gradient dispatches thousands of small ops (minutes on 2 cores).
@@ -125,7 +127,8 @@ def test_stopping_the_gradient_through_the_student_step_gives_exactly_zero(K):
     assert np.all(np.asarray(x) == 0.0)
 
 
-@pytest.mark.parametrize('teacher', ['adam', 'lstm'])
+# Adam only here: the LSTM teacher's meta step runs in tests/l2t_train_test.py (8 devices, resume).
+@pytest.mark.parametrize('teacher', ['adam'])
 def test_meta_step_commits_k_student_steps_and_moves_phi(teacher):
   c = _config('float32')
   c.l2t.meta.update(unroll=2, every=2, teacher=teacher)
