@@ -119,11 +119,12 @@ def blockwise_causal_attention(q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array,
   is padded to a multiple of both: padded keys lie after every real query, so the causal mask
   alone hides them.
 
-  Default 512 x 256, measured on XLA:CPU (fwd+bwd of this function, B=1, 12 heads of 64, 2
-  cores, one quiet run): against 128 x 128 it takes 0.114 vs 0.113 s at L=1K, 0.326 vs 0.475 at
-  2K, 1.12 vs 1.70 at 4K and 3.6 vs ~6.3 at 8K; 256 x 256, 512 x 512 and 1024-row tiles were
-  slower at 2K-8K (fewer, larger tile matmuls amortise XLA's per-iteration cost, until the
-  backward's tiles outgrow the cache).
+  Default 512 x 256, measured on XLA:CPU (benchmarks/attention_blocks.py, log
+  results/attention_blocks_cpu.json: fwd+bwd of the core, 12 heads of 64, 2 cores): 0.102 vs
+  0.118 s for 128 x 128 at L=1K, 0.317 vs 0.485 at 2K, 1.07 vs 1.74 at 4K, 4.26 vs 6.95 at 8K;
+  256 x 256 lies between. In the one-off sweep that chose it, 512 x 512 and 1024-row tiles
+  were no better at 4K-8K (fewer, larger tile matmuls amortise XLA's per-iteration cost until
+  the backward's tiles outgrow the cache).
   """
 
   # Heads-major once, here: every tile matmul is then a b,h-batched product of contiguous rows.
