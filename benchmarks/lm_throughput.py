@@ -67,13 +67,19 @@ def _num_params(c) -> int:
   return sum(x.size for x in jax.tree.leaves(params))
 
 
-def _run(c, reps: int) -> float:
+def setup(c):
+  """(graphdef, tx, lr schedule, training state, one random-token batch) for config c."""
   graphdef, params = nnx.split(LM(c.model, rngs=nnx.Rngs(0)), nnx.Param)
   tx, sched = optim.make(c, params)
   state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': tx.init(params)}
   B, L, V = c.train.global_batch_size, c.data.seq_len, c.model.vocab_size
   x = jax.random.randint(jax.random.key(0), (B, L + 1), 0, V)
   batch = {'inputs': x[:, :-1], 'targets': x[:, 1:], 'acc_mask': jnp.ones((B, L))}
+  return graphdef, tx, sched, state, batch
+
+
+def _run(c, reps: int) -> float:
+  graphdef, tx, sched, state, batch = setup(c)
   if c.l2t.mode == 'off':
     fn = jax.jit(lambda s: steps.train_step(s, batch, graphdef=graphdef, tx=tx,
                                             lr_schedule=sched, seed=0)[0], donate_argnums=0)

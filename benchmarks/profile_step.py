@@ -62,27 +62,8 @@ def op_times(fn, args, reps: int) -> tuple[float, list[dict]]:
   return total, rows
 
 
-def _hyena(L: int, impl: str):
-  from hyena_jax import config_lib
-  from hyena_jax.models import HyenaOperator
-  c = config_lib.base_config().model
-  c.update(l_max=L, d_model=768, dtype='float32')
-  c.hyena.impl = impl
-  graphdef, params, rest = nnx.split(HyenaOperator(768, c, rngs=nnx.Rngs(0)), nnx.Param, ...)
-  u = jax.random.normal(jax.random.key(1), (1, L, 768))
-  w = jax.random.normal(jax.random.key(2), (1, L, 768))
-  fn = jax.jit(jax.grad(lambda p, u, w: jnp.sum(nnx.merge(graphdef, p, rest)(u) * w),
-                        argnums=(0, 1)))
-  return fn, (params, u, w)
-
-
-def _attention(L: int):
-  from hyena_jax import config_lib
-  from hyena_jax.models import attention
-  c = config_lib.base_config().model
-  c.update(l_max=L, d_model=768, dtype='float32')
-  c.attention.update(num_heads=12, impl='blockwise')
-  mod = attention.CausalSelfAttention(768, c, rngs=nnx.Rngs(0))
+def _mixer_grad(mod, L: int):
+  """Jitted gradient of sum(mixer(u) * w) w.r.t. the parameters and u, with its arguments."""
   graphdef, params, rest = nnx.split(mod, nnx.Param, ...)
   u = jax.random.normal(jax.random.key(1), (1, L, 768))
   w = jax.random.normal(jax.random.key(2), (1, L, 768))
@@ -91,17 +72,22 @@ def _attention(L: int):
   return fn, (params, u, w)
 
 
+def _mixer(what: str, L: int, impl: str):
+  from hyena_jax import config_lib
+  from hyena_jax.models import CausalSelfAttention, HyenaOperator
+  c = config_lib.base_config().model
+  c.update(l_max=L, d_model=768, dtype='float32')
+  c.hyena.impl = impl
+  c.attention.update(num_heads=12, impl='blockwise')
+  mixer = HyenaOperator if what == 'hyena' else CausalSelfAttention
+  return _mixer_grad(mixer(768, c, rngs=nnx.Rngs(0)), L)
+
+
 def _lm(impl: str):
   import lm_throughput
-  from hyena_jax import optim, steps
-  from hyena_jax.models import LM
+  from hyena_jax import steps
   c = lm_throughput._config('ce', {'hyena.impl': impl}, 6)  # pylint: disable=protected-access
-  graphdef, params = nnx.split(LM(c.model, rngs=nnx.Rngs(0)), nnx.Param)
-  tx, sched = optim.make(c, params)
-  state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': tx.init(params)}
-  B, L, V = c.train.global_batch_size, c.data.seq_len, c.model.vocab_size
-  x = jax.random.randint(jax.random.key(0), (B, L + 1), 0, V)
-  batch = {'inputs': x[:, :-1], 'targets': x[:, 1:], 'acc_mask': jnp.ones((B, L))}
+  graphdef, tx, sched, state, batch = lm_throughput.setup(c)
   fn = jax.jit(lambda s, b: steps.train_step(s, b, graphdef=graphdef, tx=tx, lr_schedule=sched,
                                              seed=0)[0])
   return fn, (state, batch)
@@ -116,8 +102,7 @@ def main(argv=None):
   p.add_argument('--top', type=int, default=15)
   p.add_argument('--out', default=None)
   a = p.parse_args(argv)
-  fn, args = {'hyena': lambda: _hyena(a.L, a.impl), 'attention': lambda: _attention(a.L),
-              'lm': lambda: _lm(a.impl)}[a.what]()
+  fn, args = _lm(a.impl) if a.what == 'lm' else _mixer(a.what, a.L, a.impl)
   total, rows = op_times(fn, args, a.reps)
   # Shares by kind of op over all rows: FFTs, GEMMs (XLA's ynn fusions and dots), the rest.
   # (Ops inside a while loop, e.g. the blockwise attention's tiles, count under 'while'.)
