@@ -71,17 +71,59 @@ def test_projection_vjps_match_autodiff_of_the_plain_einsum():
     chex.assert_trees_all_close(vjp(fast), vjp(plain), atol=1e-5)
 
 
-def test_channels_first_conv_ops_equal_the_batch_major_ones():
+@pytest.mark.parametrize('fft_size', [None, 22, 31])
+def test_channels_first_conv_ops_and_their_vjps_equal_the_batch_major_ones(fft_size):
+  # L=11 <= DIRECT_MAX_LEN: fft_size=None is the Toeplitz path, 22 and 31 the FFT custom VJP.
   x = jax.random.normal(jax.random.key(0), (2, 11, 3))
   w, b = jax.random.normal(jax.random.key(1), (3, 3)), jnp.arange(3.0)
-  h, skip = jax.random.normal(jax.random.key(2), (11, 3)), jnp.ones(3)
+  h, skip = jax.random.normal(jax.random.key(2), (11, 3)), jnp.linspace(0.5, 1.5, 3)
   to_cf = lambda a: jnp.transpose(a, (2, 0, 1))
-  chex.assert_trees_all_close(ops.channels.causal_depthwise_conv_cf(to_cf(x), w, b),
-                              to_cf(ops.causal_depthwise_conv(x, w, b)), atol=1e-6)
-  chex.assert_trees_all_close(ops.channels.fftconv_cf(to_cf(x), h, skip),
-                              to_cf(ops.fftconv(x, h, skip)), atol=1e-5)
+  ct = jax.random.normal(jax.random.key(3), (3, 2, 11))
+  pairs = (
+      (lambda x, w, b: ops.channels.causal_depthwise_conv_cf(to_cf(x), w, b),
+       lambda x, w, b: to_cf(ops.causal_depthwise_conv(x, w, b)), (x, w, b)),
+      (lambda x, h, s: ops.channels.fftconv_cf(to_cf(x), h.T, s, fft_size=fft_size),
+       lambda x, h, s: to_cf(ops.fftconv(x, h, s)), (x, h, skip)))
+  for fast, plain, args in pairs:
+    chex.assert_trees_all_close(fast(*args), plain(*args), atol=1e-5)
+    vjp = lambda f: jax.vjp(f, *args)[1](ct)
+    chex.assert_trees_all_close(vjp(fast), vjp(plain), atol=1e-4)
   with pytest.raises(ValueError, match='wrap'):
-    ops.channels.fftconv_cf(to_cf(x), h, fft_size=16)
+    ops.channels.fftconv_cf(to_cf(x), h.T, fft_size=16)
+
+
+def test_fftconv_vjp_keeps_dtypes_and_has_second_derivatives():
+  u = jax.random.normal(jax.random.key(0), (4, 1, 200)).astype(jnp.bfloat16)
+  h, skip = jax.random.normal(jax.random.key(1), (4, 200)), jnp.ones(4)
+  y, vjp = jax.vjp(ops.channels.fftconv_cf, u, h, skip)
+  du, dh, ds = vjp(jnp.ones_like(y))
+  assert (y.dtype, du.dtype, dh.dtype, ds.dtype) == (jnp.bfloat16, jnp.bfloat16, jnp.float32,
+                                                      jnp.float32)
+  # The L2T meta-gradient differentiates a gradient: reverse over the custom VJP.
+  u32 = u.astype(jnp.float32)
+  inner = lambda h, f: jnp.sum(jax.grad(lambda u: jnp.sum(f(u, h, skip) ** 2))(u32) ** 2)
+  chex.assert_trees_all_close(jax.grad(inner)(h, ops.channels.fftconv_cf),
+                              jax.grad(inner)(h, _plain_cf_conv), rtol=1e-3, atol=1e-3)
+
+
+def _plain_cf_conv(u_CxBxL, h_CxL, skip_C):
+  to_bl = lambda a: jnp.transpose(a, (1, 2, 0))
+  return jnp.transpose(ops.fftconv(to_bl(u_CxBxL), h_CxL.T, skip_C), (2, 0, 1))
+
+
+@pytest.mark.parametrize('modulate,shift,learn_pos_emb', [(True, 0.0, False), (True, 0.3, True),
+                                                           (False, 0.0, False)])
+def test_filter_channels_first_equals_the_transposed_filter(modulate, shift, learn_pos_emb):
+  from hyena_jax.models.hyena import HyenaFilter  # pylint: disable=g-import-not-at-top
+  f = HyenaFilter(6, l_max=300, emb_dim=5, filter_order=8, modulate=modulate, shift=shift,
+                  learn_pos_emb=learn_pos_emb, rngs=nnx.Rngs(0))
+  g, p = nnx.split(f, nnx.Param)
+  w = jax.random.normal(jax.random.key(1), (6, 257))
+  for L in (1, 257, 300):
+    chex.assert_trees_all_close(f.channels_first(L), f(L).T, rtol=1e-5, atol=1e-6)
+  grad = lambda fn: jax.grad(lambda p: jnp.sum(fn(nnx.merge(g, p)) * w))(p)
+  chex.assert_trees_all_close(grad(lambda m: m.channels_first(257)), grad(lambda m: m(257).T),
+                              rtol=1e-4, atol=1e-5)
 
 
 def test_bad_impl_is_refused_at_construction():
@@ -111,11 +153,11 @@ def test_toeplitz_matches_its_definition_and_both_conv_paths_agree(L):
   want = np.where(lag >= 0, np.asarray(h)[:, np.clip(lag, 0, None)], 0)
   np.testing.assert_array_equal(ops.channels.toeplitz_cf(h), want)
   u = jax.random.normal(jax.random.key(1), (3, 2, L))
-  direct = ops.channels.fftconv_cf(u, h.T)              # L <= DIRECT_MAX_LEN: Toeplitz matmul
-  fft = ops.channels.fftconv_cf(u, h.T, fft_size=2 * L)  # an explicit fft_size: FFTs
+  direct = ops.channels.fftconv_cf(u, h)              # L <= DIRECT_MAX_LEN: Toeplitz matmul
+  fft = ops.channels.fftconv_cf(u, h, fft_size=2 * L)  # an explicit fft_size: FFTs
   np.testing.assert_allclose(direct, fft, atol=1e-5)
-  gd = jax.grad(lambda h: jnp.sum(ops.channels.fftconv_cf(u, h) ** 2))(h.T)
-  gf = jax.grad(lambda h: jnp.sum(ops.channels.fftconv_cf(u, h, fft_size=2 * L) ** 2))(h.T)
+  gd = jax.grad(lambda h: jnp.sum(ops.channels.fftconv_cf(u, h) ** 2))(h)
+  gf = jax.grad(lambda h: jnp.sum(ops.channels.fftconv_cf(u, h, fft_size=2 * L) ** 2))(h)
   np.testing.assert_allclose(gd, gf, atol=1e-4)
 
 
