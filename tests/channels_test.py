@@ -70,6 +70,13 @@ def test_projection_vjps_match_autodiff_of_the_plain_einsum():
     vjp = lambda f: jax.vjp(f, *args)[1](ct)
     chex.assert_trees_all_close(vjp(fast), vjp(plain), atol=1e-5)
 
+  # Grouped: the same channels as two arrays, gradients taken group by group.
+  grouped = lambda u, w, b: jnp.concatenate(ops.channels.dense_to_channels(u, w, b, 2))
+  chex.assert_trees_all_close(grouped(u, w_in, b_in), plain_to(u, w_in, b_in), atol=1e-5)
+  ct = jax.random.normal(jax.random.key(5), (4, 2, 5))
+  vjp = lambda f: jax.vjp(f, u, w_in, b_in)[1](ct)
+  chex.assert_trees_all_close(vjp(grouped), vjp(plain_to), atol=1e-5)
+
 
 @pytest.mark.parametrize('fft_size', [None, 22, 31])
 def test_channels_first_conv_ops_and_their_vjps_equal_the_batch_major_ones(fft_size):

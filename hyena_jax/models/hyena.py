@@ -203,11 +203,13 @@ class HyenaOperator(nnx.Module):
     """The training/prefill forward in the C x B x L layout (see hyena_jax.ops.channels)."""
     L, D, N = u_BxLxD.shape[1], self.d_model, self.order
     dt = self.in_proj.dtype or u_BxLxD.dtype
-    z_CxBxL = ops.channels.dense_to_channels(
-        u_BxLxD.astype(dt), self.in_proj.kernel[...].astype(dt), self.in_proj.bias[...])
-    z_CxBxL = ops.channels.causal_depthwise_conv_cf(z_CxBxL, self.short_kernel[...],
-                                                    self.short_bias[...])
-    *xs, v_DxBxL = jnp.split(z_CxBxL, N + 1, axis=0)
+    # N+1 groups, each through its own slice of the short conv: no C x B x L concatenation of
+    # their gradients anywhere in the backward (see ops.channels.dense_to_channels).
+    zs = ops.channels.dense_to_channels(u_BxLxD.astype(dt), self.in_proj.kernel[...].astype(dt),
+                                        self.in_proj.bias[...], N + 1)
+    ws = jnp.split(self.short_kernel[...], N + 1, axis=1)
+    bs = jnp.split(self.short_bias[...], N + 1)
+    *xs, v_DxBxL = [ops.channels.causal_depthwise_conv_cf(z, w, b) for z, w, b in zip(zs, ws, bs)]
     if self.modal_poles is None:
       h_DxOxL = self.filter.channels_first(L).reshape(D, N - 1, L)
     else:
