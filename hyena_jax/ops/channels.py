@@ -8,7 +8,9 @@ them fused with their producers (a short-conv backward of slices and pads), and 
 slice+transpose runs ~10x slower than a plain one (0.7 s of a 1.9 s fwd+bwd at L=8K, D=768).
 The two projections below therefore have hand-written VJPs in which every dot is a canonical
 (M x K) @ (K x N) GEMM and every transpose is of a plain array, kept apart from its neighbours
-by optimization barriers. benchmarks/hyena_speed.py measures what this buys.
+by optimization barriers. The FFT convolution and the short convolution have hand-written
+VJPs too (see each). benchmarks/speed_vs_torch.py measures the result against safari and
+benchmarks/profile_step.py shows where the time goes (README, "Speed against the PyTorch peers").
 """
 
 import functools
@@ -139,7 +141,8 @@ causal_depthwise_conv_cf.defvjp(_conv_fwd, _conv_bwd)
 
 
 # Up to this length the long convolution runs as a Toeplitz matmul instead of FFTs: at short
-# contexts XLA:CPU's FFT calls cost more than the O(L^2) flops (benchmarks/hyena_speed.py).
+# contexts XLA:CPU's FFT calls cost more than the O(L^2) flops (measured with
+# benchmarks/profile_step.py: at L=128 the two tie).
 DIRECT_MAX_LEN = 128
 
 
