@@ -78,9 +78,9 @@ def test_projection_vjps_match_autodiff_of_the_plain_einsum():
   chex.assert_trees_all_close(vjp(grouped), vjp(plain_to), atol=1e-5)
 
 
-@pytest.mark.parametrize('fft_size', [None, 22, 31])
-def test_channels_first_conv_ops_and_their_vjps_equal_the_batch_major_ones(fft_size):
-  # L=11 <= DIRECT_MAX_LEN: fft_size=None is the Toeplitz path, 22 and 31 the FFT custom VJP.
+@pytest.mark.parametrize('fft_size,direct', [(None, True), (None, None), (31, None)])
+def test_channels_first_conv_ops_and_their_vjps_equal_the_batch_major_ones(fft_size, direct):
+  # B=2, L=11: fft_size=None picks FFTs of 22; direct=True is the Toeplitz path.
   x = jax.random.normal(jax.random.key(0), (2, 11, 3))
   w, b = jax.random.normal(jax.random.key(1), (3, 3)), jnp.arange(3.0)
   h, skip = jax.random.normal(jax.random.key(2), (11, 3)), jnp.linspace(0.5, 1.5, 3)
@@ -89,7 +89,7 @@ def test_channels_first_conv_ops_and_their_vjps_equal_the_batch_major_ones(fft_s
   pairs = (
       (lambda x, w, b: ops.channels.causal_depthwise_conv_cf(to_cf(x), w, b),
        lambda x, w, b: to_cf(ops.causal_depthwise_conv(x, w, b)), (x, w, b)),
-      (lambda x, h, s: ops.channels.fftconv_cf(to_cf(x), h.T, s, fft_size=fft_size),
+      (lambda x, h, s: ops.channels.fftconv_cf(to_cf(x), h.T, s, fft_size, direct=direct),
        lambda x, h, s: to_cf(ops.fftconv(x, h, s)), (x, h, skip)))
   for fast, plain, args in pairs:
     chex.assert_trees_all_close(fast(*args), plain(*args), atol=1e-5)
@@ -152,6 +152,12 @@ def test_resume_ignores_implementation_fields_but_not_the_model(tmp_path):
   assert saved['model']['hyena']['impl'] == 'channels_first'
 
 
+def test_direct_choice_depends_on_batch_and_length():
+  assert ops.channels.use_direct(128, 64) and ops.channels.use_direct(64, 128)
+  assert not ops.channels.use_direct(1, 64) and not ops.channels.use_direct(32, 128)
+  assert not ops.channels.use_direct(1024, ops.channels.DIRECT_MAX_LEN + 1)
+
+
 @pytest.mark.parametrize('L', [1, 2, 5, 16])
 def test_toeplitz_matches_its_definition_and_both_conv_paths_agree(L):
   h = jax.random.normal(jax.random.key(0), (3, L))
@@ -160,11 +166,11 @@ def test_toeplitz_matches_its_definition_and_both_conv_paths_agree(L):
   want = np.where(lag >= 0, np.asarray(h)[:, np.clip(lag, 0, None)], 0)
   np.testing.assert_array_equal(ops.channels.toeplitz_cf(h), want)
   u = jax.random.normal(jax.random.key(1), (3, 2, L))
-  direct = ops.channels.fftconv_cf(u, h)              # L <= DIRECT_MAX_LEN: Toeplitz matmul
-  fft = ops.channels.fftconv_cf(u, h, fft_size=2 * L)  # an explicit fft_size: FFTs
+  direct = ops.channels.fftconv_cf(u, h, direct=True)
+  fft = ops.channels.fftconv_cf(u, h, direct=False)
   np.testing.assert_allclose(direct, fft, atol=1e-5)
-  gd = jax.grad(lambda h: jnp.sum(ops.channels.fftconv_cf(u, h) ** 2))(h)
-  gf = jax.grad(lambda h: jnp.sum(ops.channels.fftconv_cf(u, h, fft_size=2 * L) ** 2))(h)
+  gd = jax.grad(lambda h: jnp.sum(ops.channels.fftconv_cf(u, h, direct=True) ** 2))(h)
+  gf = jax.grad(lambda h: jnp.sum(ops.channels.fftconv_cf(u, h, direct=False) ** 2))(h)
   np.testing.assert_allclose(gd, gf, atol=1e-4)
 
 
