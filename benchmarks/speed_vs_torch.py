@@ -14,6 +14,9 @@ Kinds (B=1, D=768, float32, gradients w.r.t. every parameter and the input, loss
   attention        our CausalSelfAttention, impl='blockwise' (flash-style, O(L) memory)
 Every (kind, L) runs in its own subprocess (peak RSS stays separate, torch and JAX never share
 a process) pinned to the same threads: the median of --runs timed calls after one warm-up.
+This machine's speed drifts 10-30% over minutes, so --rounds R repeats every kind of one L R
+times in turn (kind A, B, ..., A, B, ...): the table gives the median over rounds of each
+kind's time and of each round's ratio, with the ratio's range over rounds.
 Peak GB is the child's peak RSS increase over its pre-warm-up RSS (ru_maxrss), the same
 measure for both frameworks. The attention_xla kind is skipped above --xla_max_len.
 """
@@ -123,6 +126,20 @@ def _child(args) -> None:
   print(_TAG + json.dumps({'kind': kind, 'L': int(L), **out}), flush=True)
 
 
+def _run_child(kind: str, L: int, args) -> dict:
+  cmd = [sys.executable, os.path.abspath(__file__), f'--one={kind}:{L}',
+         f'--d_model={args.d_model}', f'--runs={args.runs}', f'--threads={args.threads}']
+  if args.safari:
+    cmd.append(f'--safari={args.safari}')
+  try:
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, check=False)
+  except subprocess.TimeoutExpired:
+    return {'kind': kind, 'L': L, 'error': f'timed out after {args.timeout} s'}
+  lines = [l for l in res.stdout.splitlines() if l.startswith(_TAG)]
+  return (json.loads(lines[-1][len(_TAG):]) if lines else
+          {'kind': kind, 'L': L, 'error': res.stderr.strip().splitlines()[-1:]})
+
+
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--lengths', default='1024,2048,4096,8192,16384,32768')
@@ -131,6 +148,7 @@ def main(argv=None) -> None:
   p.add_argument('--xla_max_len', type=int, default=4096)
   p.add_argument('--d_model', type=int, default=768)
   p.add_argument('--runs', type=int, default=5)
+  p.add_argument('--rounds', type=int, default=1)
   p.add_argument('--threads', type=int, default=len(os.sched_getaffinity(0)))
   p.add_argument('--safari', default=None, help='a HazyResearch/safari checkout (optional)')
   p.add_argument('--timeout', type=float, default=900)
@@ -146,37 +164,33 @@ def main(argv=None) -> None:
     kinds.remove('safari')
   rows = []
   for L in map(int, args.lengths.split(',')):
-    for kind in kinds:
-      if 'attention' in kind or kind == 'torch_sdpa':
-        if L > args.attention_max_len or (kind == 'attention_xla' and L > args.xla_max_len):
-          continue
-      cmd = [sys.executable, os.path.abspath(__file__), f'--one={kind}:{L}',
-             f'--d_model={args.d_model}', f'--runs={args.runs}', f'--threads={args.threads}']
-      if args.safari:
-        cmd.append(f'--safari={args.safari}')
-      try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout,
-                             check=False)
-        lines = [l for l in res.stdout.splitlines() if l.startswith(_TAG)]
-        row = (json.loads(lines[-1][len(_TAG):]) if lines else
-               {'kind': kind, 'L': L, 'error': res.stderr.strip().splitlines()[-1:]})
-      except subprocess.TimeoutExpired:
-        row = {'kind': kind, 'L': L, 'error': f'timed out after {args.timeout} s'}
-      rows.append(row)
-      print(f"[{kind} L={L}] {row.get('median_s', row.get('error'))} s, "
-            f"peak {row.get('peak_gb', float('nan')):.2f} GB", flush=True)
-  by = {(r['kind'], r['L']): r for r in rows if 'median_s' in r}
+    for rnd in range(args.rounds):
+      for kind in kinds:
+        if 'attention' in kind or kind == 'torch_sdpa':
+          if L > args.attention_max_len or (kind == 'attention_xla' and L > args.xla_max_len):
+            continue
+        row = {**_run_child(kind, L, args), 'round': rnd}
+        rows.append(row)
+        print(f"[{kind} L={L} round {rnd}] {row.get('median_s', row.get('error'))} s, "
+              f"peak {row.get('peak_gb', float('nan')):.2f} GB", flush=True)
   print('\n| L | ' + ' | '.join(kinds) + ' | safari / hyena | torch_sdpa / attention |')
   print('|---' * (len(kinds) + 3) + '|')
   for L in map(int, args.lengths.split(',')):
-    cell = lambda k: f"{by[(k, L)]['median_s']:.3f}" if (k, L) in by else '-'
-    ratio = lambda a, b: (f"{by[(a, L)]['median_s'] / by[(b, L)]['median_s']:.2f}"
-                          if (a, L) in by and (b, L) in by else '-')
+    got = lambda k: [r for r in rows if r['kind'] == k and r['L'] == L and 'median_s' in r]
+    cell = lambda k: f"{statistics.median(r['median_s'] for r in got(k)):.3f}" if got(k) else '-'
+
+    def ratio(a, b):
+      per_round = {r['round']: r['median_s'] for r in got(a)}
+      rs = sorted(per_round[r['round']] / r['median_s'] for r in got(b) if r['round'] in per_round)
+      if not rs:
+        return '-'
+      return f'{statistics.median(rs):.2f}' + (f' ({rs[0]:.2f}-{rs[-1]:.2f})' if len(rs) > 1 else '')
+
     print(f'| {L} | ' + ' | '.join(cell(k) for k in kinds) +
           f" | {ratio('safari', 'hyena')} | {ratio('torch_sdpa', 'attention')} |")
   if args.out:
     env = {'cpu_threads': args.threads, 'd_model': args.d_model, 'batch': 1, 'dtype': 'float32',
-           'runs': args.runs}
+           'runs': args.runs, 'rounds': args.rounds}
     with open(args.out, 'w') as f:
       json.dump({'env': env, 'rows': rows}, f, indent=1)
     print(f'wrote {args.out}')
