@@ -54,8 +54,9 @@ def _setup(tx_kind: str, K: int, dtype: str = 'float64'):
   opt_state = tx.init(params)
   keys = jax.random.split(jax.random.PRNGKey(3), K + 3)
   if tx_kind != 'sgd':  # Two warm-up steps: Adam's first step is sign(g) (scale-free in w).
+    update = jax.jit(l2t._student_update)  # Eager, the two steps took ~30 s of CI time.
     for i in range(2):
-      params, opt_state, *_ = l2t._student_update(params, opt_state, _batch(keys[i]), keys[i], phi)
+      params, opt_state, *_ = update(params, opt_state, _batch(keys[i]), keys[i], phi)
   batches = jax.tree.map(lambda *x: jnp.stack(x), *[_batch(k) for k in keys[2:2 + K]])
   return l2t, phi, params, opt_state, batches, _batch(keys[-1])
 
