@@ -79,17 +79,17 @@ class HyenaFilter(nnx.Module):
 
 
 @functools.lru_cache(maxsize=16)
-def _decay_tables(l_max: int, L: int, *decay_args) -> tuple[np.ndarray, np.ndarray, int]:
+def _decay_tables(l_max: int, L: int, *decay_args) -> tuple[np.ndarray, np.ndarray]:
   rate_C = ops.decay_rates(*decay_args).astype(np.float64) / max(l_max - 1, 1)
   S = max(1, math.isqrt(L))
   coarse_CxA = np.exp(-rate_C[:, None] * S * np.arange(-(-L // S))[None])
   fine_CxS = np.exp(-rate_C[:, None] * np.arange(S)[None])
-  return coarse_CxA.astype(np.float32), fine_CxS.astype(np.float32), S
+  return coarse_CxA.astype(np.float32), fine_CxS.astype(np.float32)
 
 
 def _decay_window(l_max: int, L: int, *decay_args) -> jax.Array:
   """exp(-t_n |delta_c|), t_n = n / (l_max - 1), as C x L (see HyenaFilter.channels_first)."""
-  coarse_CxA, fine_CxS, _ = _decay_tables(l_max, L, *decay_args)
+  coarse_CxA, fine_CxS = _decay_tables(l_max, L, *decay_args)
   C = coarse_CxA.shape[0]
   window = jnp.asarray(coarse_CxA)[:, :, None] * jnp.asarray(fine_CxS)[:, None, :]
   return window.reshape(C, -1)[:, :L]
