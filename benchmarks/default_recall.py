@@ -2,6 +2,7 @@
 
   python benchmarks/default_recall.py                       # seed 0, the default Hyena path
   python benchmarks/default_recall.py --seed 1 --impl reference --out LOG --append
+  python benchmarks/default_recall.py --seed 2 --override optim.lr=3e-3 --workdir W --out LOG --append
 
 Runs `python -m hyena_jax.main --config=configs/default.py --workdir=W [--config.seed=S]
 [--config.model.hyena.impl=I]` from scratch (W is removed first) under /usr/bin/time -v and
@@ -37,6 +38,8 @@ def main(argv=None):
   p.add_argument('--workdir', default=None, help='default /tmp/hyena_default[_sS][_impl]')
   p.add_argument('--seed', type=int, default=0)
   p.add_argument('--impl', default='channels_first')
+  p.add_argument('--override', action='append', default=[],
+                 help='a config override such as optim.lr=3e-3 (repeatable); tried variants')
   p.add_argument('--collect', action='store_true')
   p.add_argument('--time_log', default=None)
   p.add_argument('--append', action='store_true')
@@ -47,6 +50,7 @@ def main(argv=None):
   cmd = ['python', '-m', 'hyena_jax.main', '--config=configs/default.py', f'--workdir={workdir}']
   cmd += [f'--config.seed={a.seed}'] if a.seed else []
   cmd += [] if a.impl == 'channels_first' else [f'--config.model.hyena.impl={a.impl}']
+  cmd += [f'--config.{o}' for o in a.override]
   timing = {}
   if a.collect:
     if a.time_log:

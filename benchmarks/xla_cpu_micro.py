@@ -4,7 +4,12 @@
 
   transpose        a plain 8192 x 2304 float32 transpose, vs the same after a slice (fused)
   fft              a 768 x 2L real FFT (L = 1K, 8K) in XLA vs torch.fft (same threads)
-  gemm             the Hyena in-projection GEMM (8192 x 768 @ 768 x 2304) in float32 vs bfloat16
+  gemm             the Hyena in-projection GEMM (8192 x 768 @ 768 x 2304) in float32 vs bfloat16,
+                   and torch's float32 GEMM of the same shape
+  attention tiles  what bounds the blockwise attention (ops/attention.py): one 512 x 256 tile of
+                   12 heads of 64 -- the q k^T and p v products in XLA vs torch.matmul (GFLOP/s),
+                   exp of the tile in XLA vs torch -- and the attention core alone (fwd+bwd of
+                   q, k, v at L = 2048, no projections): ours blockwise vs torch SDPA
 """
 
 import argparse
@@ -30,6 +35,51 @@ def _median(fn, *args, n: int = 10) -> float:
     jax.block_until_ready(fn(*args))
     ts.append(time.perf_counter() - t0)
   return statistics.median(ts)
+
+
+def _torch_median(fn, n: int = 10) -> float:
+  fn()
+  ts = []
+  for _ in range(n):
+    t0 = time.perf_counter()
+    fn()
+    ts.append(time.perf_counter() - t0)
+  return statistics.median(ts)
+
+
+def _attention_tiles(key, torch) -> dict:
+  from hyena_jax import ops  # pylint: disable=g-import-not-at-top
+  H, K, bq, bk = 12, 64, 512, 256
+  q, k = jax.random.normal(key, (1, H, bq, K)), jax.random.normal(key, (1, H, bk, K))
+  p = jax.random.normal(key, (1, H, bq, bk))
+  flops = 2 * H * bq * bk * K
+  qt, kt, pt = torch.randn(1, H, bq, K), torch.randn(1, H, bk, K), torch.randn(1, H, bq, bk)
+  res = {
+      'tile_qk_xla_gflops': flops / _median(jax.jit(
+          lambda q, k: jnp.einsum('bhqk,bhsk->bhqs', q, k)), q, k) / 1e9,
+      'tile_qk_torch_gflops': flops / _torch_median(lambda: qt @ kt.transpose(-1, -2)) / 1e9,
+      'tile_pv_xla_gflops': flops / _median(jax.jit(
+          lambda p, k: jnp.einsum('bhqs,bhsk->bhqk', p, k)), p, k) / 1e9,
+      'tile_pv_torch_gflops': flops / _torch_median(lambda: pt @ kt) / 1e9,
+      'tile_exp_xla_s': _median(jax.jit(jnp.exp), p),
+      'tile_exp_torch_s': _torch_median(lambda: torch.exp(pt)),
+  }
+  L = 2048
+  q, k, v, w = (jax.random.normal(jax.random.key(i), (1, H, L, K)) for i in range(4))
+  core = lambda q, k, v, w: jnp.sum(
+      ops.attention.blockwise_causal_attention_heads_major(q, k, v) * w)
+  res['core_L2048_ours_s'] = _median(jax.jit(jax.grad(core, argnums=(0, 1, 2))), q, k, v, w, n=5)
+  qt, kt, vt = (torch.randn(1, H, L, K, requires_grad=True) for _ in range(3))
+  wt = torch.randn(1, H, L, K)
+
+  def torch_core():
+    for t in (qt, kt, vt):
+      t.grad = None
+    (torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, is_causal=True) * wt
+     ).sum().backward()
+
+  res['core_L2048_torch_sdpa_s'] = _torch_median(torch_core, n=5)
+  return res
 
 
 def main(argv=None):
@@ -58,6 +108,9 @@ def main(argv=None):
   for dt in ('float32', 'bfloat16'):
     sec = _median(jax.jit(lambda u, w: u @ w), u.astype(dt), w.astype(dt))
     res[f'gemm_{dt}_gflops'] = flops / sec / 1e9
+  ut, wt = torch.randn(8192, 768), torch.randn(768, 2304)
+  res['gemm_torch_float32_gflops'] = flops / _torch_median(lambda: ut @ wt) / 1e9
+  res.update(_attention_tiles(key, torch))
   for k, v in res.items():
     print(f'{k}: {v:.4f}')
   if a.out:

@@ -1,6 +1,18 @@
-"""Test-wide JAX settings. Subprocess tests set their own XLA_FLAGS."""
+"""Test-wide JAX settings. Subprocess tests set their own XLA_FLAGS.
+
+One persistent XLA compilation cache serves the whole session: both xdist workers, the tests'
+own processes and every CLI subprocess (tests/helpers.py), so a program that several tests
+compile (the same tiny model, a resumed run) is compiled once. It only skips XLA compilation;
+tracing, sharding and checkpoint paths still run. The controller makes it and removes it.
+"""
+
+import os
+import shutil
+import tempfile
 
 import jax
+
+CACHE_ENV = 'HYENA_JAX_TEST_XLA_CACHE'
 
 # Catch silent broadcasting bugs (nanodo does the same).
 jax.config.update('jax_numpy_rank_promotion', 'raise')
@@ -10,6 +22,19 @@ jax.config.update('jax_numpy_rank_promotion', 'raise')
 # the other worker idles.
 _SLOW_FIRST = ('l2t_train_test', 'l2t_meta_test', 'distributed_test', 'text_data_test',
                'train_test', 'distill_train_test', 'launch_test')
+
+
+def pytest_configure(config):
+  if not hasattr(config, 'workerinput'):  # The controller (or a run without xdist).
+    os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix='hyena_jax_test_xla_cache_')
+  jax.config.update('jax_compilation_cache_dir', os.environ[CACHE_ENV])
+  # Only compiles that cost something: writing every small eager op's entry would not pay.
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+
+
+def pytest_unconfigure(config):
+  if not hasattr(config, 'workerinput'):
+    shutil.rmtree(os.environ.pop(CACHE_ENV, ''), ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items):

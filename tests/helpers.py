@@ -1,8 +1,7 @@
 """Shared helpers for the end-to-end tests: run the CLI in subprocesses, read its outputs.
 
-Every CLI subprocess shares one persistent XLA compilation cache (a temporary directory
-made per pytest process), so identical programs are compiled once per test session. The
-cache only skips XLA compilation; Python tracing, sharding and checkpoint paths still run.
+Every CLI subprocess uses the session's persistent XLA compilation cache (tests/conftest.py),
+so identical programs are compiled once per test session.
 """
 
 import atexit
@@ -32,8 +31,7 @@ TINY = (
     '--config.data.num_eval=8',
 )
 
-COMPILE_CACHE_DIR = tempfile.mkdtemp(prefix='hyena_jax_test_xla_cache_')
-atexit.register(shutil.rmtree, COMPILE_CACHE_DIR, ignore_errors=True)
+COMPILE_CACHE_DIR = os.environ['HYENA_JAX_TEST_XLA_CACHE']  # Made by tests/conftest.py.
 _SCRATCH = tempfile.mkdtemp(prefix='hyena_jax_test_runs_')
 atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
 

@@ -38,20 +38,31 @@ def _batch(key):
   return {'inputs': x[:, :-1], 'targets': x[:, 1:], 'acc_mask': jnp.ones((B, L))}
 
 
+def _params(c):
+  """(graphdef, params) of the LM. Built under jit: eager init compiles each op (~10 s)."""
+  graphdef, _ = nnx.split(nnx.eval_shape(lambda: LM(c.model, rngs=nnx.Rngs(0))), nnx.Param)
+  return graphdef, jax.jit(lambda: nnx.state(LM(c.model, rngs=nnx.Rngs(0)), nnx.Param))()
+
+
 def _setup(tx_kind: str, K: int, dtype: str = 'float64'):
   c = _config(dtype)
-  graphdef, params = nnx.split(LM(c.model, rngs=nnx.Rngs(0)), nnx.Param)
+  graphdef, params = _params(c)
   params = _to64(params) if dtype == 'float64' else params
   tx = optax.sgd(0.3) if tx_kind == 'sgd' else optim.make(c, params)[0]
   l2t = l2t_steps.L2T(c, graphdef, tx, lambda s: 0.0)
-  phi = l2t.init(jax.random.PRNGKey(1))['dln']
-  # Random DLN heads (they start at zero): every path from phi to w is exercised.
-  leaves, tdef = jax.tree.flatten(phi)
-  keys = jax.random.split(jax.random.PRNGKey(2), len(leaves))
-  phi = jax.tree.unflatten(tdef, [x + 0.5 * jax.random.normal(k, x.shape)
-                                  for x, k in zip(leaves, keys)])
-  phi = _to64(phi) if dtype == 'float64' else phi
-  opt_state = tx.init(params)
+
+  @jax.jit
+  def random_phi():
+    phi = l2t.init(jax.random.PRNGKey(1))['dln']
+    # Random DLN heads (they start at zero): every path from phi to w is exercised.
+    leaves, tdef = jax.tree.flatten(phi)
+    keys = jax.random.split(jax.random.PRNGKey(2), len(leaves))
+    phi = jax.tree.unflatten(tdef, [x + 0.5 * jax.random.normal(k, x.shape)
+                                    for x, k in zip(leaves, keys)])
+    return _to64(phi) if dtype == 'float64' else phi
+
+  phi = random_phi()
+  opt_state = jax.jit(tx.init)(params)
   keys = jax.random.split(jax.random.PRNGKey(3), K + 3)
   if tx_kind != 'sgd':  # Two warm-up steps: Adam's first step is sign(g) (scale-free in w).
     update = jax.jit(l2t._student_update)  # Eager, the two steps took ~30 s of CI time.
@@ -93,7 +104,8 @@ def test_k1_sgd_meta_gradient_equals_the_closed_form():
   with jax.enable_x64(True):
     eta, lam = 0.3, 0.1
     l2t, phi, params, opt_state, batches, val = _setup('sgd', 1)
-    _, g, (params_1, _, _) = l2t.meta_grad(phi, params, opt_state, batches, val)
+    # Jitted, every eager-dispatched piece below cost CI tens of seconds.
+    _, g, (params_1, _, _) = jax.jit(l2t.meta_grad)(phi, params, opt_state, batches, val)
     batch = jax.tree.map(lambda x: x[0], batches)
     key = jax.random.fold_in(l2t.base_key, 0)  # The unroll's dropout key for step 0.
 
@@ -102,14 +114,19 @@ def test_k1_sgd_meta_gradient_equals_the_closed_form():
       ce_B, reg_B = dln_lib.per_sequence_terms(logits, batch['targets'], V)
       return lam * reg_B - ce_B
 
-    grad_val = jax.grad(l2t.heldout_loss)(params_1, val)
-    jac = jax.jacrev(per_seq)(params)  # (B,) -> per-sequence gradients
+    grad_val = jax.jit(jax.grad(l2t.heldout_loss))(params_1, val)
+    jac = jax.jit(jax.jacrev(per_seq))(params)  # (B,) -> per-sequence gradients
     dL_dw = -(eta / B) * jnp.stack([_dot(grad_val, jax.tree.map(lambda j: j[b], jac))
                                     for b in range(B)])
-    logits0 = nnx.merge(l2t.graphdef, params)(batch['inputs'], key=key)
-    f = l2t.features(logits0, batch['targets'])
-    _, vjp = jax.vjp(lambda p: nnx.merge(l2t.dln_graphdef, p)(f), phi)
-    want = vjp(dL_dw)[0]
+
+    @jax.jit
+    def want_fn(dL_dw):
+      logits0 = nnx.merge(l2t.graphdef, params)(batch['inputs'], key=key)
+      f = l2t.features(logits0, batch['targets'])
+      _, vjp = jax.vjp(lambda p: nnx.merge(l2t.dln_graphdef, p)(f), phi)
+      return vjp(dL_dw)[0]
+
+    want = want_fn(dL_dw)
     for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(want)):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-7, atol=1e-12)
     assert float(optax.tree.norm(want)) > 1e-8
@@ -133,11 +150,12 @@ def test_stopping_the_gradient_through_the_student_step_gives_exactly_zero(K):
 def test_meta_step_commits_k_student_steps_and_moves_phi(teacher):
   c = _config('float32')
   c.l2t.meta.update(unroll=2, every=2, teacher=teacher)
-  graphdef, params = nnx.split(LM(c.model, rngs=nnx.Rngs(0)), nnx.Param)
+  graphdef, params = _params(c)
   tx, sched = optim.make(c, params)
   l2t = l2t_steps.L2T(c, graphdef, tx, sched)
-  state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': tx.init(params),
-           'l2t': l2t.init(jax.random.PRNGKey(0))}
+  state = jax.jit(lambda p: {'step': jnp.zeros((), jnp.int32), 'params': p,
+                             'opt_state': tx.init(p), 'l2t': l2t.init(jax.random.PRNGKey(0))})(
+                                 params)
   keys = jax.random.split(jax.random.PRNGKey(4), 3)
   batches = jax.tree.map(lambda *x: jnp.stack(x), _batch(keys[0]), _batch(keys[1]))
   new, m = jax.jit(l2t.meta_step)(state, batches, _batch(keys[2]))
@@ -146,8 +164,9 @@ def test_meta_step_commits_k_student_steps_and_moves_phi(teacher):
   # (adam teacher; the lstm teacher's second unroll uses the updated phi).
   p, o = state['params'], state['opt_state']
   phi = state['l2t']['dln'] if teacher == 'adam' else new['l2t']['dln']
+  update = jax.jit(l2t._student_update)
   for k in range(2):
-    p, o, *_ = l2t._student_update(p, o, jax.tree.map(lambda x: x[k], batches),
+    p, o, *_ = update(p, o, jax.tree.map(lambda x: x[k], batches),
                                    jax.random.fold_in(l2t.base_key, k), phi)
   for a, b in zip(jax.tree.leaves(new['params']), jax.tree.leaves(p)):
     np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-5)
