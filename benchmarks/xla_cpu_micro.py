@@ -28,21 +28,13 @@ import jax.numpy as jnp
 
 
 def _median(fn, *args, n: int = 10) -> float:
+  """Median seconds of n calls after a warm-up; fn may be jitted JAX or eager torch (torch's
+  results are no JAX arrays, so block_until_ready passes them by)."""
   jax.block_until_ready(fn(*args))
   ts = []
   for _ in range(n):
     t0 = time.perf_counter()
     jax.block_until_ready(fn(*args))
-    ts.append(time.perf_counter() - t0)
-  return statistics.median(ts)
-
-
-def _torch_median(fn, n: int = 10) -> float:
-  fn()
-  ts = []
-  for _ in range(n):
-    t0 = time.perf_counter()
-    fn()
     ts.append(time.perf_counter() - t0)
   return statistics.median(ts)
 
@@ -57,12 +49,12 @@ def _attention_tiles(key, torch) -> dict:
   res = {
       'tile_qk_xla_gflops': flops / _median(jax.jit(
           lambda q, k: jnp.einsum('bhqk,bhsk->bhqs', q, k)), q, k) / 1e9,
-      'tile_qk_torch_gflops': flops / _torch_median(lambda: qt @ kt.transpose(-1, -2)) / 1e9,
+      'tile_qk_torch_gflops': flops / _median(lambda: qt @ kt.transpose(-1, -2)) / 1e9,
       'tile_pv_xla_gflops': flops / _median(jax.jit(
           lambda p, k: jnp.einsum('bhqs,bhsk->bhqk', p, k)), p, k) / 1e9,
-      'tile_pv_torch_gflops': flops / _torch_median(lambda: pt @ kt) / 1e9,
+      'tile_pv_torch_gflops': flops / _median(lambda: pt @ kt) / 1e9,
       'tile_exp_xla_s': _median(jax.jit(jnp.exp), p),
-      'tile_exp_torch_s': _torch_median(lambda: torch.exp(pt)),
+      'tile_exp_torch_s': _median(lambda: torch.exp(pt)),
   }
   L = 2048
   q, k, v, w = (jax.random.normal(jax.random.key(i), (1, H, L, K)) for i in range(4))
@@ -78,7 +70,7 @@ def _attention_tiles(key, torch) -> dict:
     (torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, is_causal=True) * wt
      ).sum().backward()
 
-  res['core_L2048_torch_sdpa_s'] = _torch_median(torch_core, n=5)
+  res['core_L2048_torch_sdpa_s'] = _median(torch_core, n=5)
   return res
 
 
@@ -97,19 +89,14 @@ def main(argv=None):
     u = jax.random.normal(key, (768, L))
     res[f'fft_xla_L{L}_s'] = _median(jax.jit(lambda u, L=L: jnp.fft.rfft(u, n=2 * L)), u)
     ut = torch.randn(768, L)
-    ts = []
-    for _ in range(11):
-      t0 = time.perf_counter()
-      torch.fft.rfft(ut, n=2 * L)
-      ts.append(time.perf_counter() - t0)
-    res[f'fft_torch_L{L}_s'] = statistics.median(ts[1:])
+    res[f'fft_torch_L{L}_s'] = _median(lambda ut=ut, L=L: torch.fft.rfft(ut, n=2 * L))
   u, w = jax.random.normal(key, (8192, 768)), jax.random.normal(key, (768, 2304))
   flops = 2 * 8192 * 768 * 2304
   for dt in ('float32', 'bfloat16'):
     sec = _median(jax.jit(lambda u, w: u @ w), u.astype(dt), w.astype(dt))
     res[f'gemm_{dt}_gflops'] = flops / sec / 1e9
   ut, wt = torch.randn(8192, 768), torch.randn(768, 2304)
-  res['gemm_torch_float32_gflops'] = flops / _torch_median(lambda: ut @ wt) / 1e9
+  res['gemm_torch_float32_gflops'] = flops / _median(lambda: ut @ wt) / 1e9
   res.update(_attention_tiles(key, torch))
   for k, v in res.items():
     print(f'{k}: {v:.4f}')

@@ -45,7 +45,8 @@ def cli_env(devices: int = 1, extra: dict | None = None) -> dict:
   env['PYTHONPATH'] = os.pathsep.join(
       [str(REPO)] + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
   env['JAX_PLATFORMS'] = 'cpu'
-  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  env['XLA_FLAGS'] = (f'--xla_force_host_platform_device_count={devices} '
+                      + os.environ.get('HYENA_JAX_TEST_XLA_FLAGS', ''))
   env['JAX_COMPILATION_CACHE_DIR'] = COMPILE_CACHE_DIR
   env['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
   env['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
