@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The default recall config at vocab 10 / 20 / 30 (everything else unchanged: 2 layers x 64,
-# L=64, lr 1e-3, 3000 steps). Writes benchmarks/results/recall_vocab_sweep.json.
+# L=64, 3000 steps) at lr 1e-3, the default's lr when the logged sweep ran. Writes benchmarks/results/recall_vocab_sweep.json.
 # About 2.5 minutes per vocab on a 2-core CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +8,7 @@ out=${OUT:-/tmp/hyena_recall_sweep}
 for v in ${VOCABS:-10 20 30}; do
   rm -rf "$out/v$v"
   python -m hyena_jax.main --config=configs/default.py --workdir="$out/v$v" \
-    --config.data.vocab_size="$v" > "$out.v$v.log" 2>&1
+    --config.data.vocab_size="$v" --config.optim.lr=1e-3 > "$out.v$v.log" 2>&1
 done
 python - "$out" ${VOCABS:-10 20 30} <<'PY'
 import json, sys

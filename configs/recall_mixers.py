@@ -29,6 +29,7 @@ def get_config(arg: str = '64'):
     else:
       raise ValueError(f'bad option {opt!r} in {arg!r}: use mixer={"|".join(MIXERS)} or seed=N')
   c.data.seq_len = int(seq_len)
+  c.optim.lr = 1e-3  # What the README's mixer table was run with (default.py has since moved to 2e-3).
   m = c.model
   if m.mixer == 'attention':
     m.attention.update(num_heads=1, rotary_pct=0.25)
