@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The default recall config at vocab 10 / 20 / 30 (everything else unchanged: 2 layers x 64,
-# L=64, 3000 steps) at lr 1e-3, the default's lr when the logged sweep ran. Writes benchmarks/results/recall_vocab_sweep.json.
+# L=64, 3000 steps) at lr 1e-3, the default's lr when the logged sweep ran.
+# Writes benchmarks/results/recall_vocab_sweep.json.
 # About 2.5 minutes per vocab on a 2-core CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,4 +1,4 @@
-"""Test-wide JAX settings. Subprocess tests set their own XLA_FLAGS.
+"""Test-wide JAX settings. CLI subprocesses get their device count plus TEST_XLA_FLAGS.
 
 One persistent XLA compilation cache serves the whole session: both xdist workers, the tests'
 own processes and every CLI subprocess (tests/helpers.py), so a program that several tests

@@ -8,10 +8,9 @@ import optax
 import pytest
 from flax import nnx
 
-from hyena_jax import config_lib, optim
+from hyena_jax import config_lib, optim, train
 from hyena_jax.l2t import dln as dln_lib
 from hyena_jax.l2t import steps as l2t_steps
-from hyena_jax.models import LM
 
 B, L, V = 4, 8, 13  # V pads to 16: the padded logit rows must stay out of every term.
 
@@ -39,9 +38,9 @@ def _batch(key):
 
 
 def _params(c):
-  """(graphdef, params) of the LM. Built under jit: eager init compiles each op (~10 s)."""
-  graphdef, _ = nnx.split(nnx.eval_shape(lambda: LM(c.model, rngs=nnx.Rngs(0))), nnx.Param)
-  return graphdef, jax.jit(lambda: nnx.state(LM(c.model, rngs=nnx.Rngs(0)), nnx.Param))()
+  """(graphdef, params) of the LM, as the trainer builds them: under jit (eager init compiles
+  each op, ~10 s)."""
+  return train.model_graphdef_and_abstract_params(c)[0], jax.jit(lambda: train.init_params(c))()
 
 
 def _setup(tx_kind: str, K: int, dtype: str = 'float64'):
@@ -167,7 +166,7 @@ def test_meta_step_commits_k_student_steps_and_moves_phi(teacher):
   update = jax.jit(l2t._student_update)
   for k in range(2):
     p, o, *_ = update(p, o, jax.tree.map(lambda x: x[k], batches),
-                                   jax.random.fold_in(l2t.base_key, k), phi)
+                      jax.random.fold_in(l2t.base_key, k), phi)
   for a, b in zip(jax.tree.leaves(new['params']), jax.tree.leaves(p)):
     np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-5)
   moved = optax.tree.norm(jax.tree.map(lambda a, b: a - b, new['l2t']['dln'],
