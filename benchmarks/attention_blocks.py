@@ -53,8 +53,8 @@ def main(argv=None):
              'forward_s': timing.median_s(fwd, q, k, v, reps=a.runs),
              'backward_s': timing.median_s(bwd, q, k, v, o, lse, do, reps=a.runs)}
       rows.append(row)
-      print(f"L={L} {bq}x{bk}: forward {row['forward_s']:.4f} s, backward {row['backward_s']:.4f} s",
-            flush=True)
+      print(f"L={L} {bq}x{bk}: forward {row['forward_s']:.4f} s, "
+            f"backward {row['backward_s']:.4f} s", flush=True)
   if a.out:
     with open(a.out, 'w') as f:
       json.dump({'xla_flags': os.environ.get('XLA_FLAGS', ''), 'cpu': timing.cpu(),

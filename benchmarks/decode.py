@@ -17,13 +17,12 @@ recompute at C = 2K; Longhorn and modal Hyena flat in C.
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO not in sys.path:
   sys.path.insert(0, _REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp
@@ -31,6 +30,7 @@ from flax import nnx
 
 from hyena_jax import config_lib
 from hyena_jax.models import LM
+import timing
 
 
 def model_for(mixer: str, l_max: int, d_model: int, n_layer: int, vocab: int) -> LM:
@@ -39,16 +39,6 @@ def model_for(mixer: str, l_max: int, d_model: int, n_layer: int, vocab: int) ->
            d_inner=4 * d_model)
   c.attention.num_heads = d_model // 64
   return LM(c, rngs=nnx.Rngs(0))
-
-
-def timed(fn, *args, runs: int):
-  out = jax.block_until_ready(fn(*args))  # Compile + warm up.
-  times = []
-  for _ in range(runs):
-    t0 = time.perf_counter()
-    out = jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times), out
 
 
 def bench(kind: str, C: int, args) -> dict:
@@ -67,7 +57,7 @@ def bench(kind: str, C: int, args) -> dict:
   toks = jax.random.randint(jax.random.key(0), (1, C + 1), 0, args.vocab)
   if method == 'recompute':
     fwd = jax.jit(lambda s, t: nnx.merge(graphdef, s)(t)[:, -1])
-    sec, _ = timed(fwd, state, toks, runs=args.recompute_runs)
+    sec = timing.median_s(fwd, state, toks, reps=args.recompute_runs)
     return {'kind': kind, 'context': C, 'sec_per_token': sec}
   prefill = jax.jit(lambda s, t: nnx.merge(graphdef, s).decode(
       t, nnx.merge(graphdef, s).init_cache(1, C + args.runs + 2)))
@@ -76,13 +66,8 @@ def bench(kind: str, C: int, args) -> dict:
   # The cache is donated, as in generate()'s lax.scan carry: updated in place, not copied.
   step = jax.jit(lambda s, t, cache: nnx.merge(graphdef, s).decode(t, cache), donate_argnums=2)
   tok = toks[:, C:C + 1]
-  _, cache = jax.block_until_ready(step(state, tok, cache))  # Compile + warm up.
-  times = []
-  for _ in range(args.runs):
-    t0 = time.perf_counter()
-    _, cache = jax.block_until_ready(step(state, tok, cache))
-    times.append(time.perf_counter() - t0)
-  return {'kind': kind, 'context': C, 'sec_per_token': statistics.median(times)}
+  one = timing.chained(lambda cache: step(state, tok, cache)[1], cache)
+  return {'kind': kind, 'context': C, 'sec_per_token': timing.median_s(one, reps=args.runs)}
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -113,7 +98,8 @@ def main():
              if ('hyena cached', C) in by else 0)
     print(f'| {C} | ' + ' | '.join(cells) + f' | {ratio:.1f} |')
   env = {'jax': jax.__version__, 'backend': jax.default_backend(),
-         'device': str(jax.devices()[0].device_kind), 'cpu_threads': os.cpu_count(),
+         'device': str(jax.devices()[0].device_kind), 'cpu': timing.cpu(),
+         'cpu_threads': os.cpu_count(),
          'XLA_FLAGS': os.environ.get('XLA_FLAGS', '')}
   print(env)
   if args.out:

@@ -7,7 +7,6 @@ last axis of a (B, C, L) transpose, B=1, C=768: does the layout matter on XLA:CP
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import hyena_jax  # pylint: disable=unused-import,g-import-not-at-top,wrong-import-position
@@ -15,6 +14,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from hyena_jax import ops  # pylint: disable=g-import-not-at-top,wrong-import-position
+import timing  # pylint: disable=g-import-not-at-top,wrong-import-position  # benchmarks/
 
 
 def fftconv_last_axis(u_BxLxC, h_LxC, skip_C):
@@ -34,19 +34,14 @@ def main():
     row = {'L': L}
     for name, f in (('axis1', ops.fftconv), ('last_axis', fftconv_last_axis)):
       g = jax.jit(jax.grad(lambda u, h, s: (f(u, h, s) ** 2).sum(), argnums=(0, 1)))
-      jax.block_until_ready(g(u, h, skip))
-      times = []
-      for _ in range(7):
-        t = time.perf_counter()
-        jax.block_until_ready(g(u, h, skip))
-        times.append(time.perf_counter() - t)
-      row[name + '_s'] = sorted(times)[3]
+      row[name + '_s'] = timing.median_s(g, u, h, skip, reps=7)
     rows.append(row)
     print(f"L={L}: axis1 {row['axis1_s']:.4f} s | last axis {row['last_axis_s']:.4f} s")
   out = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results',
                      'fftconv_layout_cpu.json')
   with open(out, 'w') as f:
-    json.dump({'xla_flags': os.environ.get('XLA_FLAGS', ''), 'rows': rows}, f, indent=1)
+    json.dump({'xla_flags': os.environ.get('XLA_FLAGS', ''), 'cpu': timing.cpu(), 'rows': rows},
+              f, indent=1)
 
 
 if __name__ == '__main__':

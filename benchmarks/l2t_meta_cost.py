@@ -15,48 +15,35 @@ Goals (the L2T issue): K = 1 every step <= 2.5x a plain step; M = 10 amortised <
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
+sys.path.insert(0, os.path.dirname(__file__))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import hyena_jax  # pylint: disable=unused-import  # Applies the package's XLA:CPU defaults.
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
-from hyena_jax import config_lib, optim, steps
+from hyena_jax import config_lib, steps
 from hyena_jax.l2t import steps as l2t_steps
-from hyena_jax.models import LM
+import lm_throughput
+import timing
 
 CONFIG = os.path.join(os.path.dirname(__file__), '..', 'configs', 'l2t_ptb.py')
 
 
-def _batch(key, B, L, V):
-  x = jax.random.randint(key, (B, L + 1), 0, V)
-  return {'inputs': x[:, :-1], 'targets': x[:, 1:], 'acc_mask': jnp.ones((B, L))}
-
-
 def _time(fn, state, reps):
-  """Median seconds of fn(state) -> state over reps calls (after one compile call)."""
-  state = jax.block_until_ready(fn(state))
-  ts = []
-  for _ in range(reps):
-    t0 = time.perf_counter()
-    state = jax.block_until_ready(fn(state))
-    ts.append(time.perf_counter() - t0)
-  return statistics.median(ts), state
+  """Median seconds of state = fn(state) (state donated) over reps calls after one compile call."""
+  return timing.median_s(timing.chained(fn, state), reps=reps)
 
 
 def _build(arm: str, K: int = 1, every: int = 1):
   c = config_lib.load_config_file(CONFIG, arm)
   if c.l2t.mode == 'meta':
     c.l2t.meta.update(unroll=K, every=max(every, K))
-  graphdef, params = nnx.split(LM(c.model, rngs=nnx.Rngs(0)), nnx.Param)
-  tx, sched = optim.make(c, params)
-  state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': tx.init(params)}
+  graphdef, tx, sched, state = lm_throughput.train_state(c)
   l2t = None
   if c.l2t.mode != 'off':
     l2t = l2t_steps.L2T(c, graphdef, tx, sched)
@@ -73,16 +60,16 @@ def main(argv=None):
   c, graphdef, tx, sched, _, state = _build('ce')
   B, L, V = c.train.global_batch_size, c.data.seq_len, c.model.vocab_size
   keys = jax.random.split(jax.random.PRNGKey(0), 16)
-  batch = _batch(keys[0], B, L, V)
+  batch = lm_throughput.random_batch(keys[0], B, L, V)
   plain = jax.jit(lambda s: steps.train_step(s, batch, graphdef=graphdef, tx=tx,
                                              lr_schedule=sched, seed=0)[0], donate_argnums=0)
-  t_plain, _ = _time(plain, state, 2 * a.reps)
+  t_plain = _time(plain, state, 2 * a.reps)
   rows = [{'what': 'plain CE step', 'seconds': t_plain, 'x_plain': 1.0}]
   print(f'plain CE step {t_plain:.3f} s', flush=True)
 
   _, _, _, _, l2t, state = _build('meta1')
   weighted = jax.jit(lambda s: l2t.train_step(s, batch)[0], donate_argnums=0)
-  t_w, _ = _time(weighted, state, 2 * a.reps)
+  t_w = _time(weighted, state, 2 * a.reps)
   rows.append({'what': 'DLN-weighted step (meta mode, between meta steps)', 'seconds': t_w,
                'x_plain': t_w / t_plain})
   print(f'weighted step {t_w:.3f} s ({t_w / t_plain:.2f}x)', flush=True)
@@ -90,12 +77,13 @@ def main(argv=None):
   meta_t = {}
   for arm, K in (('meta1', 1), ('meta1', 5), ('meta1', 15), ('meta5lstm', 5)):
     _, _, _, _, l2t, state = _build(arm, K)
-    bs = jax.tree.map(lambda *x: jnp.stack(x), *[_batch(keys[1 + k], B, L, V) for k in range(K)])
-    val = _batch(keys[-1], B, L, V)
+    bs = jax.tree.map(lambda *x: jnp.stack(x),
+                      *[lm_throughput.random_batch(keys[1 + k], B, L, V) for k in range(K)])
+    val = lm_throughput.random_batch(keys[-1], B, L, V)
     fn = jax.jit(lambda s, l2t=l2t, bs=bs, val=val: l2t.meta_step(s, bs, val)[0],
                  donate_argnums=0)
     mem = fn.lower(state).compile().memory_analysis()
-    t, _ = _time(fn, state, max(2, a.reps // (1 if K == 1 else 2)))
+    t = _time(fn, state, max(2, a.reps // (1 if K == 1 else 2)))
     teacher = 'lstm' if arm == 'meta5lstm' else 'adam'
     meta_t[(K, teacher)] = t
     rows.append({'what': f'meta step K={K}, {teacher} teacher', 'K': K, 'teacher': teacher,
@@ -107,7 +95,7 @@ def main(argv=None):
   amortised = []
   for M in (1, 10):
     _, _, _, _, l2t, state = _build('meta1', 1, M)
-    val = _batch(keys[-1], B, L, V)
+    val = lm_throughput.random_batch(keys[-1], B, L, V)
     bs1 = jax.tree.map(lambda x: x[None], batch)
     meta = jax.jit(lambda s, l2t=l2t: l2t.meta_step(s, bs1, val)[0], donate_argnums=0)
     step = jax.jit(lambda s, l2t=l2t: l2t.train_step(s, batch)[0], donate_argnums=0)

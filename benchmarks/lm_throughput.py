@@ -24,12 +24,11 @@ implicit one (safari), theirs an explicit gated filter; at context 64 either is 
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
+sys.path.insert(0, os.path.dirname(__file__))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import hyena_jax  # pylint: disable=unused-import  # Applies the package's XLA:CPU defaults.
 
@@ -40,6 +39,7 @@ from flax import nnx
 from hyena_jax import config_lib, optim, steps
 from hyena_jax.l2t import steps as l2t_steps
 from hyena_jax.models import LM
+import timing
 
 CONFIG = os.path.join(os.path.dirname(__file__), '..', 'configs', 'l2t_ptb.py')
 OFFICIAL_TOKENS_PER_S = {'plain': 2660.0, 'l2t': 1420.0}
@@ -67,15 +67,25 @@ def _num_params(c) -> int:
   return sum(x.size for x in jax.tree.leaves(params))
 
 
-def setup(c):
-  """(graphdef, tx, lr schedule, training state, one random-token batch) for config c."""
+def random_batch(key, B: int, L: int, V: int) -> dict:
+  """A next-token batch of B random sequences of L tokens below V."""
+  x = jax.random.randint(key, (B, L + 1), 0, V)
+  return {'inputs': x[:, :-1], 'targets': x[:, 1:], 'acc_mask': jnp.ones((B, L))}
+
+
+def train_state(c):
+  """(graphdef, tx, lr schedule, fresh training state) of config c's LM and optimizer."""
   graphdef, params = nnx.split(LM(c.model, rngs=nnx.Rngs(0)), nnx.Param)
   tx, sched = optim.make(c, params)
   state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': tx.init(params)}
-  B, L, V = c.train.global_batch_size, c.data.seq_len, c.model.vocab_size
-  x = jax.random.randint(jax.random.key(0), (B, L + 1), 0, V)
-  batch = {'inputs': x[:, :-1], 'targets': x[:, 1:], 'acc_mask': jnp.ones((B, L))}
-  return graphdef, tx, sched, state, batch
+  return graphdef, tx, sched, state
+
+
+def setup(c):
+  """(graphdef, tx, lr schedule, training state, one random-token batch) for config c."""
+  batch = random_batch(jax.random.key(0), c.train.global_batch_size, c.data.seq_len,
+                       c.model.vocab_size)
+  return (*train_state(c), batch)
 
 
 def _run(c, reps: int) -> float:
@@ -87,13 +97,7 @@ def _run(c, reps: int) -> float:
     l2t = l2t_steps.L2T(c, graphdef, tx, sched)
     state['l2t'] = l2t.init(jax.random.key(1))
     fn = jax.jit(lambda s: l2t.train_step(s, batch)[0], donate_argnums=0)
-  state = jax.block_until_ready(fn(state))
-  ts = []
-  for _ in range(reps):
-    t0 = time.perf_counter()
-    state = jax.block_until_ready(fn(state))
-    ts.append(time.perf_counter() - t0)
-  return statistics.median(ts)
+  return timing.median_s(timing.chained(fn, state), reps=reps)
 
 
 def _official(path: str, kind: str, reps: int) -> tuple[float, int]:
@@ -118,13 +122,7 @@ def _official(path: str, kind: str, reps: int) -> tuple[float, int]:
     opt.step()
 
   step = plain if kind == 'official' else lambda: system.step(x, y, cfg.reg_strength)
-  step()
-  ts = []
-  for _ in range(reps):
-    t0 = time.perf_counter()
-    step()
-    ts.append(time.perf_counter() - t0)
-  return statistics.median(ts), sum(p.numel() for p in student.parameters())
+  return timing.median_s(step, reps=reps), sum(p.numel() for p in student.parameters())
 
 
 def main(argv=None):
@@ -176,7 +174,7 @@ def main(argv=None):
     print(f"| {r['arm']} | {r['n_layer']} | {params} | {r['step_s']:.3f} | "
           f"{r['tokens_per_s']:,.0f} | {r['x_official']:.2f}x |")
   if a.out:
-    env = {'device': jax.devices()[0].device_kind, 'cpu_threads': len(os.sched_getaffinity(0)),
+    env = {'device': jax.devices()[0].device_kind, 'cpu': timing.cpu(), 'cpu_threads': len(os.sched_getaffinity(0)),
            'jax': jax.__version__, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
            'batch': 128, 'seq_len': 64, 'd_model': 256, 'vocab': 10_000,
            'official_measured_here': bool(a.official)}

@@ -22,18 +22,9 @@ from flax import nnx
 
 from hyena_jax.models.longhorn import LonghornMixer
 from hyena_jax.ops import longhorn as lh
+import timing  # benchmarks/, the script's own directory
 
 SHAPES = [(2, 1024, 512, 16), (2, 4096, 256, 16)]  # (B, L, D, N)
-
-
-def _median_time(fn, *args, reps: int) -> float:
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(reps):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - t0)
-  return float(np.median(times))
 
 
 def scan_rows(reps: int, chunk: int):
@@ -55,8 +46,8 @@ def scan_rows(reps: int, chunk: int):
       grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3)))
       mem = grad.lower(x, k, q, r).compile().memory_analysis()
       row = {'B': B, 'L': L, 'D': D, 'N': N, 'impl': impl.value, 'chunk': chunk,
-             'fwd_s': _median_time(fwd, x, k, q, r, reps=reps),
-             'fwd_bwd_s': _median_time(grad, x, k, q, r, reps=reps),
+             'fwd_s': timing.median_s(fwd, x, k, q, r, reps=reps),
+             'fwd_bwd_s': timing.median_s(grad, x, k, q, r, reps=reps),
              'temp_fwd_bwd_mib': mem.temp_size_in_bytes / 2**20}
       rows.append(row)
       print(json.dumps(row), flush=True)

@@ -14,6 +14,9 @@ output projection's forward, which torch still runs):
                    projection, 12 heads of 64 (torch's CPU flash kernel)
   attention_xla    our CausalSelfAttention, impl='xla' (the L x L einsum)
   attention        our CausalSelfAttention, impl='blockwise' (flash-style, O(L) memory)
+The attention kinds all compute the same function: --rotary_pct (default 0, the plain
+projections + SDPA of the issue's peer) rotates that fraction of each head's dims of q and k
+on both sides (GPT-NeoX half-split; 0.25 is the LM's default, torch's then in eager ops).
 Every (kind, L) runs in its own subprocess (peak RSS stays separate, torch and JAX never share
 a process) pinned to the same threads: the median of --runs timed calls after one warm-up.
 This machine's speed drifts 10-30% over minutes, so --rounds R repeats every kind of one L R
@@ -58,7 +61,14 @@ def _torch_case(kind: str, L: int, D: int, args) -> dict:
     from standalone_hyena import HyenaOperator  # pylint: disable=g-import-not-at-top
     mod = HyenaOperator(d_model=D, l_max=L, order=2, filter_order=64)
   else:
-    H = D // 64
+    H, R = D // 64, int(64 * args.rotary_pct)
+    angle = torch.arange(L, dtype=torch.float32)[:, None] / 10000.0**(
+        torch.arange(0, R, 2, dtype=torch.float32) / R)[None]
+    cos, sin = angle.cos(), angle.sin()
+
+    def rotate(x):  # NeoX rotate_half on the first R dims (ops.rotary's function)
+      x1, x2, rest = x[..., :R // 2], x[..., R // 2:R], x[..., R:]
+      return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest], dim=-1)
 
     class Attn(torch.nn.Module):
 
@@ -68,6 +78,8 @@ def _torch_case(kind: str, L: int, D: int, args) -> dict:
 
       def forward(self, u):
         q, k, v = self.qkv(u).view(1, L, 3, H, 64).permute(2, 0, 3, 1, 4)
+        if R:
+          q, k = rotate(q), rotate(k)
         y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.out(y.transpose(1, 2).reshape(1, L, D))
 
@@ -101,7 +113,8 @@ def _jax_case(kind: str, L: int, D: int, args) -> dict:
     c.hyena.impl = 'reference' if kind == 'hyena_reference' else 'channels_first'
     mod = hyena.HyenaOperator(D, c, rngs=nnx.Rngs(0))
   else:
-    c.attention.update(num_heads=D // 64, impl='xla' if kind == 'attention_xla' else 'blockwise')
+    c.attention.update(num_heads=D // 64, impl='xla' if kind == 'attention_xla' else 'blockwise',
+                       rotary_pct=args.rotary_pct)
     mod = attention.CausalSelfAttention(D, c, rngs=nnx.Rngs(0))
   graphdef, params, rest = nnx.split(mod, nnx.Param, ...)
   u = jax.random.normal(jax.random.key(1), (1, L, D))
@@ -127,7 +140,8 @@ def _child(args) -> None:
 
 def _run_child(kind: str, L: int, args) -> dict:
   cmd = [sys.executable, os.path.abspath(__file__), f'--one={kind}:{L}',
-         f'--d_model={args.d_model}', f'--runs={args.runs}', f'--threads={args.threads}']
+         f'--d_model={args.d_model}', f'--runs={args.runs}', f'--threads={args.threads}',
+         f'--rotary_pct={args.rotary_pct}']
   if args.safari:
     cmd.append(f'--safari={args.safari}')
   try:
@@ -146,6 +160,7 @@ def main(argv=None) -> None:
   p.add_argument('--attention_max_len', type=int, default=8192)
   p.add_argument('--xla_max_len', type=int, default=4096)
   p.add_argument('--d_model', type=int, default=768)
+  p.add_argument('--rotary_pct', type=float, default=0.0)
   p.add_argument('--runs', type=int, default=5)
   p.add_argument('--rounds', type=int, default=1)
   p.add_argument('--threads', type=int, default=len(os.sched_getaffinity(0)))
@@ -188,7 +203,8 @@ def main(argv=None) -> None:
     print(f'| {L} | ' + ' | '.join(cell(k) for k in kinds) +
           f" | {ratio('safari', 'hyena')} | {ratio('torch_sdpa', 'attention')} |")
   if args.out:
-    env = {'cpu': timing.cpu(), 'cpu_threads': args.threads, 'd_model': args.d_model, 'batch': 1, 'dtype': 'float32',
+    env = {'cpu': timing.cpu(), 'cpu_threads': args.threads, 'd_model': args.d_model,
+           'rotary_pct': args.rotary_pct, 'batch': 1, 'dtype': 'float32',
            'runs': args.runs, 'rounds': args.rounds}
     with open(args.out, 'w') as f:
       json.dump({'env': env, 'rows': rows}, f, indent=1)

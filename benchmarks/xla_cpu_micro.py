@@ -8,16 +8,15 @@
                    and torch's float32 GEMM of the same shape
   attention tiles  what bounds the blockwise attention (ops/attention.py): one 512 x 256 tile of
                    12 heads of 64 -- the q k^T and p v products in XLA vs torch.matmul (GFLOP/s),
-                   exp of the tile in XLA vs torch -- and the attention core alone (fwd+bwd of
-                   q, k, v at L = 2048, no projections): ours blockwise vs torch SDPA
+                   exp of the tile in XLA vs torch, its row max and sum by XLA's reduce and
+                   the max by the fold onto 32 lanes ops.attention uses -- and the attention core alone
+                   (fwd+bwd of q, k, v at L = 2048, no projections): ours blockwise vs torch SDPA
 """
 
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -26,24 +25,20 @@ import hyena_jax  # pylint: disable=unused-import  # Applies the package's XLA:C
 import jax
 import jax.numpy as jnp
 
+import timing  # benchmarks/, the script's own directory
+
 
 def _median(fn, *args, n: int = 10) -> float:
-  """Median seconds of n calls after a warm-up; fn may be jitted JAX or eager torch (torch's
-  results are no JAX arrays, so block_until_ready passes them by)."""
-  jax.block_until_ready(fn(*args))
-  ts = []
-  for _ in range(n):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    ts.append(time.perf_counter() - t0)
-  return statistics.median(ts)
+  """Median seconds of n calls after a warm-up; fn may be jitted JAX or eager torch."""
+  return timing.median_s(fn, *args, reps=n)
 
 
 def _attention_tiles(key, torch) -> dict:
   from hyena_jax import ops  # pylint: disable=g-import-not-at-top
   H, K, bq, bk = 12, 64, 512, 256
-  q, k = jax.random.normal(key, (1, H, bq, K)), jax.random.normal(key, (1, H, bk, K))
-  p = jax.random.normal(key, (1, H, bq, bk))
+  kq, kk, kp = jax.random.split(key, 3)
+  q, k = jax.random.normal(kq, (1, H, bq, K)), jax.random.normal(kk, (1, H, bk, K))
+  p = jax.random.normal(kp, (1, H, bq, bk))
   flops = 2 * H * bq * bk * K
   qt, kt, pt = torch.randn(1, H, bq, K), torch.randn(1, H, bk, K), torch.randn(1, H, bq, bk)
   res = {
@@ -55,6 +50,12 @@ def _attention_tiles(key, torch) -> dict:
       'tile_pv_torch_gflops': flops / _median(lambda: pt @ kt) / 1e9,
       'tile_exp_xla_s': _median(jax.jit(jnp.exp), p),
       'tile_exp_torch_s': _median(lambda: torch.exp(pt)),
+      # The online softmax's row max and sum by XLA's reduce (a reduce-window of 32 on XLA:CPU),
+      # and the max by the elementwise fold onto 32 lanes that ops.attention uses.
+      'tile_rowmax_reduce_s': _median(jax.jit(lambda p: p.max(-1)), p),
+      'tile_rowmax_lanes_s': _median(jax.jit(ops.attention._row_max), p),  # pylint: disable=protected-access
+      'tile_rowsum_reduce_s': _median(jax.jit(lambda p: p.sum(-1)), p),
+      'tile_rowmax_torch_s': _median(lambda: pt.amax(-1)),
   }
   L = 2048
   q, k, v, w = (jax.random.normal(jax.random.key(i), (1, H, L, K)) for i in range(4))
@@ -90,7 +91,8 @@ def main(argv=None):
     res[f'fft_xla_L{L}_s'] = _median(jax.jit(lambda u, L=L: jnp.fft.rfft(u, n=2 * L)), u)
     ut = torch.randn(768, L)
     res[f'fft_torch_L{L}_s'] = _median(lambda ut=ut, L=L: torch.fft.rfft(ut, n=2 * L))
-  u, w = jax.random.normal(key, (8192, 768)), jax.random.normal(key, (768, 2304))
+  ku, kw = jax.random.split(key)
+  u, w = jax.random.normal(ku, (8192, 768)), jax.random.normal(kw, (768, 2304))
   flops = 2 * 8192 * 768 * 2304
   for dt in ('float32', 'bfloat16'):
     sec = _median(jax.jit(lambda u, w: u @ w), u.astype(dt), w.astype(dt))
@@ -102,7 +104,7 @@ def main(argv=None):
     print(f'{k}: {v:.4f}')
   if a.out:
     with open(a.out, 'w') as f:
-      json.dump({'jax': jax.__version__, 'torch': torch.__version__,
+      json.dump({'cpu': timing.cpu(), 'jax': jax.__version__, 'torch': torch.__version__,
                  'xla_flags': os.environ.get('XLA_FLAGS', ''), 'results': res}, f, indent=1)
     print(f'wrote {a.out}')
 

@@ -16,3 +16,13 @@ show() {
 }
 
 run() { if [[ $DRY_RUN == 1 ]]; then show "$@"; else "$@"; fi; }
+
+workdir_arg() {  # the value of --workdir=DIR or --workdir DIR among the arguments ('' if none)
+  local prev='' a dir=''
+  for a in "$@"; do
+    case $a in --workdir=*) dir=${a#--workdir=} ;; esac
+    [[ $prev == --workdir ]] && dir=$a
+    prev=$a
+  done
+  printf '%s' "$dir"
+}

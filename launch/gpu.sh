@@ -56,12 +56,8 @@ EOF
 run_exec() { if [[ $DRY_RUN == 1 ]]; then show "$@"; else exec "$@"; fi; }
 
 check_workdir() {
-  local prev='' a dir=''
-  for a in "$@"; do
-    case $a in --workdir=*) dir=${a#--workdir=} ;; esac
-    [[ $prev == --workdir ]] && dir=$a
-    prev=$a
-  done
+  local dir
+  dir=$(workdir_arg "$@")
   [[ $dir == gs://* ]] && die "--workdir=$dir: the workdir is written with local file" \
     "APIs; mount the bucket (gcsfuse) on every node and pass the mounted path"
   return 0

@@ -117,12 +117,8 @@ remote_env() {  # "export NAME=VALUE && " for each REMOTE_ENV word
 ENV_PREFIX=$(remote_env)
 
 check_workdir() {
-  local prev='' a dir=''
-  for a in "$@"; do
-    case $a in --workdir=*) dir=${a#--workdir=} ;; esac
-    [[ $prev == --workdir ]] && dir=$a
-    prev=$a
-  done
+  local dir
+  dir=$(workdir_arg "$@")
   [[ -n $dir ]] || die "missing --workdir=DIR (see launch/tpu_vm.sh help)"
   local bucket=${dir#gs://}
   [[ $dir == gs://* ]] && die "--workdir=$dir: the workdir is written with local file" \

@@ -93,11 +93,10 @@ def test_blockwise_forward_and_gradients_match_the_reference(L, block_q, block_k
 
 # Powers of two fold down to 32 lanes; 96 and 80 stop at 48 and 40 lanes, 37 does not fold.
 @pytest.mark.parametrize('n', [512, 256, 96, 80, 37, 8])
-def test_tile_row_max_and_sum_match_jnp(n):
+def test_tile_row_max_matches_jnp(n):
   x = _rand(0, (2, 3, 5, n)) * 10
   np.testing.assert_array_equal(ops.attention._row_max(x), x.max(-1))
-  np.testing.assert_allclose(ops.attention._row_sum(x), x.sum(-1), rtol=1e-5, atol=1e-4)
-  x = x.at[0, 1, 2, n - 1].set(1e4)  # The last lane too.
+  x = x.at[0, 1, 2, n - 1].set(1e4).at[1, 2, 3, 0].set(jnp.nan)  # The last lane; a NaN.
   np.testing.assert_array_equal(ops.attention._row_max(x), x.max(-1))
 
 
