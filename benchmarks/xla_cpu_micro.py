@@ -10,7 +10,8 @@
                    12 heads of 64 -- the q k^T and p v products in XLA vs torch.matmul (GFLOP/s),
                    exp of the tile in XLA vs torch, its row max and sum by XLA's reduce and
                    the max by the fold onto 32 lanes ops.attention uses -- and the attention core alone
-                   (fwd+bwd of q, k, v at L = 2048, no projections): ours blockwise vs torch SDPA
+                   (fwd+bwd of q, k, v at L = 2048, no projections): ours blockwise vs torch SDPA,
+                   and its forward pass alone with the row max folded or reduced, vs SDPA's
 """
 
 import argparse
@@ -72,6 +73,17 @@ def _attention_tiles(key, torch) -> dict:
      ).sum().backward()
 
   res['core_L2048_torch_sdpa_s'] = _median(torch_core, n=5)
+  # The forward pass with the row max folded (ops.attention) and by XLA's plain reduce.
+  # pylint: disable=protected-access
+  fold = ops.attention._row_max
+  for name, row_max in (('fold', fold), ('reduce', lambda x: x.max(-1))):
+    ops.attention._row_max = row_max
+    fwd = jax.jit(lambda q, k, v: ops.attention._flash_forward(q, k, v, 512, 256))
+    res[f'forward_L2048_max_{name}_s'] = _median(fwd.lower(q, k, v).compile(), q, k, v, n=10)
+  ops.attention._row_max = fold
+  with torch.no_grad():
+    res['forward_L2048_torch_sdpa_s'] = _median(
+        lambda: torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, is_causal=True), n=10)
   return res
 
 
