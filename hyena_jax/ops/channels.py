@@ -6,9 +6,11 @@ What remains is getting in and out of the (B, L, D) model layout, and that is wh
 is slow if left alone: it folds the transposes into the projections' dots, then materialises
 them fused with their producers (a short-conv backward of slices and pads), and a fused
 slice+transpose runs ~10x slower than a plain one (0.7 s of a 1.9 s fwd+bwd at L=8K, D=768).
-The two projections below therefore have hand-written VJPs in which every dot is a canonical
-(M x K) @ (K x N) GEMM and every transpose is of a plain array, kept apart from its neighbours
-by optimization barriers. The FFT convolution and the short convolution have hand-written
+The two projections below therefore have hand-written VJPs: the in-projection's dots are
+canonical (M x K) @ (K x N) GEMMs around transposes of plain arrays, and the out-projection's
+dots take their operands' layouts as they come (A^T B, A B^T) so that no activation is
+transposed at all (optimization barriers do not survive to XLA:CPU's fusion passes, so they
+cannot keep a transpose from fusing with its neighbours). The FFT convolution and the short convolution have hand-written
 VJPs too (see each). benchmarks/speed_vs_torch.py measures the result against safari and
 benchmarks/profile_step.py shows where the time goes (README, "Speed against the PyTorch peers").
 """
