@@ -123,7 +123,7 @@ def blockwise_causal_attention(q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array,
   results/attention_blocks_cpu.json: each pass of the core timed apart, 12 heads of 64, 2 cores).
   The backward runs with the two swapped (block_k query rows x block_q keys): it holds its tiles
   key-major, so both passes then multiply tiles of the same 512 x 256 memory shape, and the
-  backward ran 1.1-1.2x faster at 2K-8K than with the forward's blocks.
+  backward ran 1.1-1.2x faster at 1K-8K than with the forward's blocks.
   """
 
   # Heads-major once, here: every tile matmul is then a b,h-batched product of contiguous rows.
