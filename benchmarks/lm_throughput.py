@@ -174,7 +174,8 @@ def main(argv=None):
     print(f"| {r['arm']} | {r['n_layer']} | {params} | {r['step_s']:.3f} | "
           f"{r['tokens_per_s']:,.0f} | {r['x_official']:.2f}x |")
   if a.out:
-    env = {'device': jax.devices()[0].device_kind, 'cpu': timing.cpu(), 'cpu_threads': len(os.sched_getaffinity(0)),
+    env = {'device': jax.devices()[0].device_kind, 'cpu': timing.cpu(),
+           'cpu_threads': len(os.sched_getaffinity(0)),
            'jax': jax.__version__, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
            'batch': 128, 'seq_len': 64, 'd_model': 256, 'vocab': 10_000,
            'official_measured_here': bool(a.official)}

@@ -6,9 +6,9 @@ compile (the same tiny model, a resumed run) is compiled once. It only skips XLA
 tracing, sharding and checkpoint paths still run. The controller makes it and removes it.
 
 The tests' programs are compiled with LLVM optimisation off (TEST_XLA_FLAGS, also given to every
-CLI subprocess): the suite is compile-bound on tiny models, and this cuts the compile time of its
-largest programs (the L2T meta-gradients) by about 40%. Every comparison in the suite is between programs built the same
-way or within a tolerance, so it tests the same things; benchmarks and users keep full -O.
+CLI subprocess): the suite is compile-bound on tiny models, and this shortens the compiles of its
+largest programs (the L2T meta-gradients) most. Every comparison in the suite is between
+programs built the same way or within a tolerance, so it tests the same things; benchmarks and users keep full -O.
 """
 
 import os

@@ -161,9 +161,9 @@ def _row_max(x: jax.Array) -> jax.Array:
   """x.max(-1), the last axis first folded onto at most 32 lanes by elementwise maxima.
 
   Why: XLA:CPU lowers a max over a long minor axis to a reduce-window of width 32 that runs
-  ~6x slower than the fold (1.8 vs 0.3 ms for one 12 x 512 x 256 tile: xla_cpu_micro.py's
-  tile_rowmax_*; sums run at the fold's speed, so the row sums stay plain); it was 17% of the
-  blockwise forward's op time at L=4K. A max is exact in any order, so the result is the same.
+  ~3x slower than the fold (1.0 vs 0.3 ms for one 12 x 512 x 256 tile, and the forward pass at
+  L=2K 0.074 vs 0.060 s: benchmarks/xla_cpu_micro.py's tile_rowmax_* and forward_L2048_max_*;
+  sums run at the fold's speed, so the row sums stay plain). A max is exact in any order.
   """
   while x.shape[-1] > 32 and x.shape[-1] % 2 == 0:
     half = x.shape[-1] // 2
