@@ -12,7 +12,6 @@ rows x keys. Median of --runs calls after a warm-up. blockwise_causal_attention'
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -56,9 +55,8 @@ def main(argv=None):
       print(f"L={L} {bq}x{bk}: forward {row['forward_s']:.4f} s, "
             f"backward {row['backward_s']:.4f} s", flush=True)
   if a.out:
-    with open(a.out, 'w') as f:
-      json.dump({'xla_flags': os.environ.get('XLA_FLAGS', ''), 'cpu': timing.cpu(),
-                 'rows': rows}, f, indent=1)
+    timing.write_json(a.out, {'xla_flags': os.environ.get('XLA_FLAGS', ''), 'cpu': timing.cpu(),
+                              'rows': rows})
     print(f'wrote {a.out}')
 
 

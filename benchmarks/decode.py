@@ -15,7 +15,6 @@ recompute at C = 2K; Longhorn and modal Hyena flat in C.
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -103,8 +102,7 @@ def main():
          'XLA_FLAGS': os.environ.get('XLA_FLAGS', '')}
   print(env)
   if args.out:
-    with open(args.out, 'w') as f:
-      json.dump({'args': vars(args), 'env': env, 'rows': rows}, f, indent=1)
+    timing.write_json(args.out, {'args': vars(args), 'env': env, 'rows': rows})
 
 
 if __name__ == '__main__':

@@ -22,7 +22,6 @@ implicit one (safari), theirs an explicit gated filter; at context 64 either is 
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -179,8 +178,7 @@ def main(argv=None):
            'jax': jax.__version__, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
            'batch': 128, 'seq_len': 64, 'd_model': 256, 'vocab': 10_000,
            'official_measured_here': bool(a.official)}
-    with open(a.out, 'w') as f:
-      json.dump({'env': env, 'rows': rows}, f, indent=1)
+    timing.write_json(a.out, {'env': env, 'rows': rows})
     print(f'wrote {a.out}')
 
 

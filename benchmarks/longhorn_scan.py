@@ -114,11 +114,11 @@ def main():
   for s in summary:
     print(json.dumps(s))
   if args.out:
-    with open(args.out, 'w') as f:
-      json.dump({'command': 'python benchmarks/longhorn_scan.py --out ' + args.out,
-                 'machine': f'{platform.machine()} CPU x{jax.local_device_count()} device(s), '
-                            f'jax {jax.__version__}, {jax.default_backend()}',
-                 'scan': rows, 'decode': decode, 'summary': summary}, f, indent=1)
+    machine = (f'{platform.machine()} CPU x{jax.local_device_count()} device(s), '
+               f'jax {jax.__version__}, {jax.default_backend()}')
+    timing.write_json(args.out, {'command': 'python benchmarks/longhorn_scan.py --out ' + args.out,
+                                 'machine': machine, 'scan': rows, 'decode': decode,
+                                 'summary': summary})
 
 
 if __name__ == '__main__':

@@ -12,7 +12,6 @@ modal model's forward uses the modal filters, and its decode recurrence equals t
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -20,11 +19,13 @@ import time
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO not in sys.path:
   sys.path.insert(0, _REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+import timing  # benchmarks/, the script's own directory
 
 from hyena_jax import config_lib
 from hyena_jax.distill import steps as distill_steps
@@ -93,8 +94,7 @@ def main():
             f'({100 * (row["modal_valid_ppl"] / row["valid_ppl"] - 1):+.3f}%) | fit {fit_s:.1f} s',
             flush=True)
   if args.out:
-    with open(args.out, 'w') as f:
-      json.dump({'args': vars(args), 'rows': rows}, f, indent=1)
+    timing.write_json(args.out, {'args': vars(args), 'rows': rows})
 
 
 if __name__ == '__main__':

@@ -30,6 +30,7 @@ import hyena_jax  # pylint: disable=unused-import  # Applies the package's XLA:C
 import jax
 import jax.numpy as jnp
 from flax import nnx
+import timing  # benchmarks/, the script's own directory
 
 
 def op_times(fn, args, reps: int) -> tuple[float, list[dict]]:
@@ -122,9 +123,8 @@ def main(argv=None):
     print(f"{r['ms']:8.1f} ms {100 * r['share']:5.1f}%  {r['op'][:26]:26s} {r['shape'][:26]:26s} "
           f"{r['from'][:80]}")
   if a.out:
-    with open(a.out, 'w') as f:
-      json.dump({'args': vars(a), 'total_ms': total, 'share_by_kind': by_kind,
-                 'rows': rows[:40]}, f, indent=1)
+    timing.write_json(a.out, {'args': vars(a), 'total_ms': total, 'share_by_kind': by_kind,
+                              'rows': rows[:40]})
     print(f'wrote {a.out}')
 
 

@@ -206,8 +206,7 @@ def main(argv=None) -> None:
     env = {'cpu': timing.cpu(), 'cpu_threads': args.threads, 'd_model': args.d_model,
            'rotary_pct': args.rotary_pct, 'batch': 1, 'dtype': 'float32',
            'runs': args.runs, 'rounds': args.rounds}
-    with open(args.out, 'w') as f:
-      json.dump({'env': env, 'rows': rows}, f, indent=1)
+    timing.write_json(args.out, {'env': env, 'rows': rows})
     print(f'wrote {args.out}')
 
 

@@ -64,3 +64,12 @@ def cpu() -> dict:
       flags = set(line.split(':', 1)[1].split())
       info['extensions'] = sorted(f for f in flags if f.startswith(('avx512', 'amx', 'avx2')))
   return info
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Writes a benchmark log, making its directory first (a long run must not die at the end
+  on a missing folder)."""
+  import json  # pylint: disable=g-import-not-at-top
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, 'w') as f:
+    json.dump(obj, f, indent=1)

@@ -15,7 +15,6 @@
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -115,9 +114,9 @@ def main(argv=None):
   for k, v in res.items():
     print(f'{k}: {v:.4f}')
   if a.out:
-    with open(a.out, 'w') as f:
-      json.dump({'cpu': timing.cpu(), 'jax': jax.__version__, 'torch': torch.__version__,
-                 'xla_flags': os.environ.get('XLA_FLAGS', ''), 'results': res}, f, indent=1)
+    timing.write_json(a.out, {'cpu': timing.cpu(), 'jax': jax.__version__,
+                              'torch': torch.__version__,
+                              'xla_flags': os.environ.get('XLA_FLAGS', ''), 'results': res})
     print(f'wrote {a.out}')
 
 

@@ -33,6 +33,12 @@ def test_cpu_names_the_core_count():
   json.dumps(info)  # Goes into the logs as it is.
 
 
+def test_write_json_makes_the_log_folder(tmp_path):
+  path = tmp_path / 'new' / 'deeper' / 'log.json'
+  timing.write_json(str(path), {'rows': [1, 2]})
+  assert json.loads(path.read_text()) == {'rows': [1, 2]}
+
+
 def test_attention_blocks_times_both_passes(tmp_path):
   out = tmp_path / 'blocks.json'
   attention_blocks.main(['--lengths', '64', '--blocks', '32x16,16x32', '--runs', '1',
