@@ -1,6 +1,6 @@
 """LM training throughput (tokens/s) per mixer at the official L2T-Hyena code's size, in one run.
 
-  python benchmarks/lm_throughput.py --out benchmarks/results/lm_throughput_cpu.json
+  python benchmarks/lm_throughput.py --out benchmarks/results/lm_throughput_epyc.json
 
 Shape of the official L2T-Hyena student (Fatemeh-Sohbati/L2T-Hyena, ../shared/reference/l2t.md):
 d_model 256, 6 blocks with no MLP, context 64, batch 128, PTB's 10k vocabulary, tied embedding.

@@ -1,7 +1,7 @@
 """Hyena operator and causal attention, fwd+bwd, against their PyTorch peers, side by side.
 
   python benchmarks/speed_vs_torch.py --safari /path/to/safari \
-      --out benchmarks/results/speed_vs_torch_cpu.json
+      --out benchmarks/results/speed_vs_torch_epyc.json
 
 Kinds (B=1, D=768, float32, gradients w.r.t. every parameter and the input of
 loss = sum((y * w)**2) / 2, a loss that needs y itself: with a linear sum(y * w), XLA drops the

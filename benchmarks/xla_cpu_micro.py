@@ -1,9 +1,15 @@
 """The XLA:CPU facts the speed work rests on, measured in one run (seconds, median of 10).
 
-  python benchmarks/xla_cpu_micro.py --out benchmarks/results/xla_cpu_micro.json
+Each figure is the median over --rounds passes through the whole list (every pass keeps its
+own values in the log's `rounds`): this machine's speed drifts over minutes, so one pass can
+even reverse a comparison.
+
+  python benchmarks/xla_cpu_micro.py --out benchmarks/results/xla_cpu_micro_epyc.json
 
   transpose        a plain 8192 x 2304 float32 transpose, vs the same after a slice (fused)
-  fft              a 768 x 2L real FFT (L = 1K, 8K) in XLA vs torch.fft (same threads)
+  fft              a 768 x 2L real FFT (L = 1K, 8K) in XLA vs torch.fft (same threads); at 8K
+                   also XLA's FFT of an input already padded to 2L, and the pad alone (the
+                   gate's product written out to 2L, as the Hyena fast path's fusion does)
   gemm             the Hyena in-projection GEMM (8192 x 768 @ 768 x 2304) in float32 vs bfloat16,
                    and torch's float32 GEMM of the same shape
   attention tiles  what bounds the blockwise attention (ops/attention.py): one 512 x 256 tile of
@@ -16,6 +22,7 @@
 
 import argparse
 import os
+import statistics
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
@@ -88,20 +95,38 @@ def _attention_tiles(key, torch) -> dict:
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--rounds', type=int, default=3)
   p.add_argument('--out', default=None)
   a = p.parse_args(argv)
+  import torch
+  torch.set_num_threads(len(os.sched_getaffinity(0)))
+  rounds = [_measure(torch) for _ in range(a.rounds)]
+  res = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+  for k, v in res.items():
+    print(f'{k}: {v:.4f}  (' + ', '.join(f'{r[k]:.4f}' for r in rounds) + ')')
+  if a.out:
+    timing.write_json(a.out, {'cpu': timing.cpu(), 'jax': jax.__version__,
+                              'torch': torch.__version__,
+                              'xla_flags': os.environ.get('XLA_FLAGS', ''), 'results': res,
+                              'rounds': rounds})
+    print(f'wrote {a.out}')
+
+
+def _measure(torch) -> dict:
   key = jax.random.key(0)
   res = {}
   x = jax.random.normal(key, (8194, 2304))
   res['transpose_plain_s'] = _median(jax.jit(lambda x: x.T), x[:8192])
   res['transpose_after_slice_s'] = _median(jax.jit(lambda x: x[2:].T), x)
-  import torch
-  torch.set_num_threads(len(os.sched_getaffinity(0)))
   for L in (1024, 8192):
     u = jax.random.normal(key, (768, L))
     res[f'fft_xla_L{L}_s'] = _median(jax.jit(lambda u, L=L: jnp.fft.rfft(u, n=2 * L)), u)
     ut = torch.randn(768, L)
     res[f'fft_torch_L{L}_s'] = _median(lambda ut=ut, L=L: torch.fft.rfft(ut, n=2 * L))
+  u, g = jax.random.normal(key, (2, 768, 8192))
+  res['pad_gate_xla_L8192_s'] = _median(jax.jit(lambda u, g: jnp.pad(u * g, ((0, 0), (0, 8192)))),
+                                        u, g)
+  res['fft_prepadded_xla_L8192_s'] = _median(jax.jit(jnp.fft.rfft), jnp.pad(u, ((0, 0), (0, 8192))))
   ku, kw = jax.random.split(key)
   u, w = jax.random.normal(ku, (8192, 768)), jax.random.normal(kw, (768, 2304))
   flops = 2 * 8192 * 768 * 2304
@@ -111,13 +136,7 @@ def main(argv=None):
   ut, wt = torch.randn(8192, 768), torch.randn(768, 2304)
   res['gemm_torch_float32_gflops'] = flops / _median(lambda: ut @ wt) / 1e9
   res.update(_attention_tiles(key, torch))
-  for k, v in res.items():
-    print(f'{k}: {v:.4f}')
-  if a.out:
-    timing.write_json(a.out, {'cpu': timing.cpu(), 'jax': jax.__version__,
-                              'torch': torch.__version__,
-                              'xla_flags': os.environ.get('XLA_FLAGS', ''), 'results': res})
-    print(f'wrote {a.out}')
+  return res
 
 
 if __name__ == '__main__':
